@@ -1,0 +1,3 @@
+#include "zt_kernels.h"
+
+int zt_kernels_version(void) { return 1; }

@@ -1,0 +1,60 @@
+import ZeroTensor
+
+/// The collectives the runtime uses, by name in reports and JSON.
+public enum CollectiveKind: String, CaseIterable, Sendable, Codable {
+    case allReduce = "all_reduce"
+    case reduceScatter = "reduce_scatter"
+    case allGather = "all_gather"
+    case broadcast
+    case barrier
+}
+
+/// Bytes this rank sent and received, per collective kind.
+public struct TrafficCounters: Sendable, Equatable, Codable {
+    public var sent: [CollectiveKind: Int] = [:]
+    public var received: [CollectiveKind: Int] = [:]
+    public init() {}
+    public var totalSent: Int { sent.values.reduce(0, +) }
+    public var totalReceived: Int { received.values.reduce(0, +) }
+}
+
+/// A failure of a collective, reported before any data moves where it can be.
+public struct CommunicatorError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A group of ranks and the collectives among them.
+///
+/// Two backends of equal standing implement it: `MPICommunicator` (one process per
+/// rank under mpirun) and `SimulatedCluster` (N ranks as threads in one process).
+/// Reductions add the N contributions in one canonical order (docs/determinism.md):
+/// a balanced pairwise tree over rank index, `tree(lo, hi) = tree(lo, mid) + tree(mid, hi)`
+/// with `mid = lo + (largest power of two < hi - lo)`, in fp32. Neighbours are added
+/// first, lower index on the left: ((r0 + r1) + (r2 + r3)), and for 3 ranks (r0 + r1) + r2.
+/// Both backends give the same bits.
+public protocol Communicator: AnyObject, Sendable {
+    var rank: Int { get }
+    var size: Int { get }
+    /// "mpi" or "simulated".
+    var backendName: String { get }
+
+    /// Every rank ends with the canonical sum of all ranks' buffers.
+    func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+    /// `input.count == size * output.count`; rank r receives the canonical sum of chunk r.
+    func reduceScatter(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws
+    /// bf16 patterns on the wire, summed in fp32 at the receiver in the canonical order.
+    func reduceScatter(bfloat16 input: UnsafeBufferPointer<UInt16>, into output: UnsafeMutableBufferPointer<Float>) throws
+    /// `output.count == size * input.count`; chunk r of output is rank r's input.
+    func allGather(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws
+    func allGather(_ input: UnsafeBufferPointer<UInt16>, into output: UnsafeMutableBufferPointer<UInt16>) throws
+    func allGather(_ input: UnsafeBufferPointer<Double>, into output: UnsafeMutableBufferPointer<Double>) throws
+    /// Root's bytes end up on every rank.
+    func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
+    func barrier() throws
+
+    /// Bytes moved so far by this rank, per kind.
+    var traffic: TrafficCounters { get }
+    /// Ends the whole job (every rank) with a one-line message and a non-zero exit.
+    func abort(_ message: String) -> Never
+}

@@ -1,0 +1,1 @@
+// ZeroEngine: see docs/design.md.

@@ -1,0 +1,1 @@
+// ZeroMemory: see docs/design.md.

@@ -1,0 +1,1 @@
+// ZeroOptim: see docs/design.md.

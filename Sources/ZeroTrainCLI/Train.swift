@@ -1,0 +1,8 @@
+import ArgumentParser
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "train", abstract: "(not yet implemented)")
+    func run() throws {
+        throw ValidationError("'train' is not implemented yet")
+    }
+}
