@@ -41,6 +41,8 @@ public protocol Communicator: AnyObject, Sendable {
 
     /// Every rank ends with the canonical sum of all ranks' buffers.
     func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+    /// bf16 patterns on the wire; every rank ends with the canonical fp32 sum in `output`.
+    func allReduce(bfloat16 input: UnsafeBufferPointer<UInt16>, into output: UnsafeMutableBufferPointer<Float>) throws
     /// `input.count == size * output.count`; rank r receives the canonical sum of chunk r.
     func reduceScatter(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws
     /// bf16 patterns on the wire, summed in fp32 at the receiver in the canonical order.
