@@ -1,0 +1,257 @@
+import Crypto
+import Foundation
+import ZeroComm
+import ZeroModels
+import ZeroOptim
+import ZeroTensor
+
+/// Sharded checkpoints that survive crashes and reshard on resume.
+///
+/// Layout: `DIR/step-00000100/rank-00002.safetensors` per rank (its owned range of the
+/// fp32 master and of every optimizer state array, for every unit), then
+/// `DIR/step-00000100/manifest.json` written last by rank 0 with the config and the
+/// SHA-256 of every shard file. Every file goes to a temporary name, is fsynced and
+/// renamed, so a crash at any moment leaves the previous checkpoint whole; a step
+/// directory without a manifest is ignored. What a rank saves does not depend on the
+/// stage, so any checkpoint resumes at any stage and (for parameter-aligned optimizer
+/// state) at any rank count.
+public struct CheckpointManifest: Codable, Sendable {
+    public struct FileEntry: Codable, Sendable { public var name: String; public var sha256: String; public var bytes: Int }
+    public struct UnitEntry: Codable, Sendable { public var name: String; public var count: Int; public var padded: Int }
+    public struct StateEntry: Codable, Sendable {
+        public var name: String
+        public var parametersPerBlock: Int
+        public var bytesPerBlock: Int
+    }
+    public var format = "zero-train-checkpoint"
+    public var version = 1
+    public var step: Int
+    public var updatesApplied: Int
+    public var skippedSteps: Int
+    public var ranks: Int
+    public var stage: Int
+    public var config: TrainingConfig
+    public var units: [UnitEntry]
+    public var stateArrays: [StateEntry]
+    public var supportsResharding: Bool
+    public var files: [FileEntry]
+}
+
+public enum Checkpoint {
+    static func stepDirectoryName(_ step: Int) -> String { String(format: "step-%08d", step) }
+    static func rankFileName(_ rank: Int) -> String { String(format: "rank-%05d.safetensors", rank) }
+
+    /// The newest complete checkpoint under `url` (a save root), or `url` itself when it
+    /// holds a manifest.
+    public static func resolve(_ url: URL) throws -> URL {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue else {
+            throw ConfigError("no checkpoint directory at \(url.path)")
+        }
+        if fm.fileExists(atPath: url.appendingPathComponent("manifest.json").path) { return url }
+        let steps = try fm.contentsOfDirectory(atPath: url.path).filter { $0.hasPrefix("step-") }.sorted()
+        for name in steps.reversed() where fm.fileExists(atPath: url.appendingPathComponent(name).appendingPathComponent("manifest.json").path) {
+            return url.appendingPathComponent(name)
+        }
+        throw ConfigError("no complete checkpoint (a step-* directory with manifest.json) in \(url.path)")
+    }
+
+    public static func readManifest(_ dir: URL) throws -> CheckpointManifest {
+        let url = dir.appendingPathComponent("manifest.json")
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw ConfigError("checkpoint manifest missing: \(url.path)")
+        }
+        do {
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            let m = try decoder.decode(CheckpointManifest.self, from: data)
+            guard m.format == "zero-train-checkpoint", m.version == 1 else {
+                throw ConfigError("\(url.path) is not a zero-train checkpoint manifest (version 1)")
+            }
+            return m
+        } catch let e as ConfigError { throw e } catch {
+            throw ConfigError("checkpoint manifest \(url.path) is unreadable: \(error)")
+        }
+    }
+
+    /// Writes `data` to `url` through a temporary file, fsync and rename.
+    static func writeAtomically(_ data: Data, to url: URL) throws {
+        let tmp = url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".tmp")
+        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw ConfigError("cannot write \(tmp.path): \(String(cString: strerror(errno)))") }
+        var ok = true
+        data.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n <= 0 { ok = false; break }
+                offset += n
+            }
+        }
+        ok = ok && fsync(fd) == 0
+        close(fd)
+        guard ok, rename(tmp.path, url.path) == 0 else {
+            unlink(tmp.path)
+            throw ConfigError("cannot write \(url.path): \(String(cString: strerror(errno)))")
+        }
+        syncDirectory(url.deletingLastPathComponent())
+    }
+
+    static func syncDirectory(_ url: URL) {
+        let fd = open(url.path, O_RDONLY)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+
+    static func sha256Hex(_ data: Data) -> String {
+        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+extension Trainer {
+    /// Saves this step's checkpoint (collective: every rank calls it).
+    public func saveCheckpoint(root: URL) throws {
+        let dir = root.appendingPathComponent(Checkpoint.stepDirectoryName(step))
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var tensors: [SafeTensorsEntry] = []
+        for u in 0..<partition.unitCount {
+            let shard = partition.shardRange(unit: u, rank: rank)
+            let local = plan.fullMaster ? shard : 0 ..< shard.count
+            tensors.append(SafeTensorsEntry(name: "unit.\(u).master", dtype: .f32, shape: [shard.count],
+                                            bytes: Data(buffer: UnsafeBufferPointer(rebasing: master[u].readOnly[local]))))
+            for array in optimizers[u].state {
+                let lo = local.lowerBound / array.parametersPerBlock * array.bytesPerBlock
+                let hi = local.upperBound / array.parametersPerBlock * array.bytesPerBlock
+                tensors.append(SafeTensorsEntry(name: "unit.\(u).state.\(array.name)", dtype: .u8, shape: [hi - lo],
+                                                bytes: Data(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(array.bytes)[lo..<hi]))))
+            }
+        }
+        let data = SafeTensorsEntry.serialize(tensors, metadata: ["rank": "\(rank)", "ranks": "\(ranks)", "step": "\(step)"])
+        try Checkpoint.writeAtomically(data, to: dir.appendingPathComponent(Checkpoint.rankFileName(rank)))
+
+        // Every shard is on disk before rank 0 hashes them and writes the manifest last.
+        try communicator.barrier()
+        if rank == 0 {
+            var files: [CheckpointManifest.FileEntry] = []
+            for r in 0..<ranks {
+                let name = Checkpoint.rankFileName(r)
+                guard let bytes = FileManager.default.contents(atPath: dir.appendingPathComponent(name).path) else {
+                    throw ConfigError("rank \(r)'s checkpoint shard \(name) is missing after save")
+                }
+                files.append(.init(name: name, sha256: Checkpoint.sha256Hex(bytes), bytes: bytes.count))
+            }
+            let manifest = CheckpointManifest(
+                step: step, updatesApplied: updatesApplied, skippedSteps: skippedSteps, ranks: ranks,
+                stage: config.stage, config: config,
+                units: model.layout.units.enumerated().map { .init(name: $1.name, count: $1.count, padded: partition.paddedCounts[$0]) },
+                stateArrays: optimizers[0].state.map { .init(name: $0.name, parametersPerBlock: $0.parametersPerBlock, bytesPerBlock: $0.bytesPerBlock) },
+                supportsResharding: optimizers[0].supportsResharding, files: files)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            try Checkpoint.writeAtomically(try encoder.encode(manifest), to: dir.appendingPathComponent("manifest.json"))
+            try pruneCheckpoints(root: root)
+        }
+        try communicator.barrier()
+    }
+
+    /// Keeps the newest `config.keep` complete checkpoints.
+    func pruneCheckpoints(root: URL) throws {
+        let fm = FileManager.default
+        let complete = try fm.contentsOfDirectory(atPath: root.path).filter {
+            $0.hasPrefix("step-") && fm.fileExists(atPath: root.appendingPathComponent($0).appendingPathComponent("manifest.json").path)
+        }.sorted()
+        for name in complete.dropLast(config.keep) {
+            // Remove the manifest first so a half-deleted directory is never taken for a checkpoint.
+            try? fm.removeItem(at: root.appendingPathComponent(name).appendingPathComponent("manifest.json"))
+            try? fm.removeItem(at: root.appendingPathComponent(name))
+        }
+    }
+
+    /// Loads a checkpoint saved at any rank count and stage (collective-free: every rank reads).
+    public func loadCheckpoint(_ dir: URL) throws {
+        let reader = try CheckpointReader(dir)
+        let manifest = reader.manifest
+        let diffs = config.sameRun(as: manifest.config)
+        guard diffs.isEmpty else {
+            throw ConfigError("checkpoint \(dir.path) is from another run: \(diffs.joined(separator: ", "))")
+        }
+        guard manifest.units.map(\.count) == partition.unitCounts else {
+            throw ConfigError("checkpoint \(dir.path) does not match \(config.model)'s parameter layout")
+        }
+        if (manifest.ranks != ranks || (manifest.stage == 0) != (config.stage == 0)) && !manifest.supportsResharding {
+            throw ConfigError("\(config.optimizer)'s state cannot be resharded: resume with \(manifest.ranks) ranks")
+        }
+
+        try loadInitialWeights { try reader.master(unit: $0) }
+        for u in 0..<partition.unitCount {
+            let base = plan.fullMaster ? 0 : partition.shardRange(unit: u, rank: rank).lowerBound
+            for array in optimizers[u].state {
+                guard let entry = manifest.stateArrays.first(where: { $0.name == array.name }),
+                      entry.parametersPerBlock == array.parametersPerBlock, entry.bytesPerBlock == array.bytesPerBlock else {
+                    throw ConfigError("checkpoint \(dir.path) has no optimizer state '\(array.name)'")
+                }
+                // Elements past the old padded size are padding: zero state.
+                let count = array.bytes.count / array.bytesPerBlock * array.parametersPerBlock
+                let available = max(0, min(base + count, manifest.units[u].padded) - base)
+                let data = try reader.read(unit: u, tensor: "state.\(array.name)", elementRange: base ..< base + available,
+                                    bytesPerBlock: array.bytesPerBlock, perBlock: array.parametersPerBlock)
+                array.bytes.initializeMemory(as: UInt8.self, repeating: 0)
+                data.withUnsafeBytes { array.bytes.copyMemory(from: $0) }
+            }
+        }
+        step = manifest.step
+        updatesApplied = manifest.updatesApplied
+        skippedSteps = manifest.skippedSteps
+    }
+}
+
+/// Reads a checkpoint's shards (after checking the manifest and every SHA-256),
+/// by element range of the unpadded unit, whatever rank count wrote it.
+public struct CheckpointReader {
+    public let manifest: CheckpointManifest
+    private let files: [SafeTensorsReader]
+
+    public init(_ dir: URL) throws {
+        manifest = try Checkpoint.readManifest(dir)
+        guard manifest.files.count == manifest.ranks else {
+            throw ConfigError("checkpoint manifest \(dir.path) lists \(manifest.files.count) shard files for \(manifest.ranks) ranks")
+        }
+        var files: [SafeTensorsReader] = []
+        for entry in manifest.files {
+            let url = dir.appendingPathComponent(entry.name)
+            guard let data = FileManager.default.contents(atPath: url.path) else {
+                throw ConfigError("checkpoint shard missing: \(url.path) (the manifest lists it)")
+            }
+            guard Checkpoint.sha256Hex(data) == entry.sha256 else {
+                throw ConfigError("checkpoint shard \(url.path) fails its SHA-256 check: the file is damaged")
+            }
+            files.append(try SafeTensorsReader(data: data, name: url.path))
+        }
+        self.files = files
+    }
+
+    /// Bytes of `tensor` ("master" or "state.NAME") of unit u for elements `elementRange`;
+    /// old shard q of the unit holds elements [q*S, (q+1)*S).
+    public func read(unit u: Int, tensor: String, elementRange: Range<Int>, bytesPerBlock: Int, perBlock: Int) throws -> Data {
+        let oldShard = manifest.units[u].padded / manifest.ranks
+        var out = Data(count: (elementRange.count / perBlock) * bytesPerBlock)
+        var e = elementRange.lowerBound
+        while e < elementRange.upperBound {
+            let q = e / oldShard
+            let end = min(elementRange.upperBound, (q + 1) * oldShard)
+            let bytes = try files[q].bytes(of: "unit.\(u).\(tensor)")
+            let lo = (e - q * oldShard) / perBlock * bytesPerBlock, hi = (end - q * oldShard) / perBlock * bytesPerBlock
+            let dst = (e - elementRange.lowerBound) / perBlock * bytesPerBlock
+            out.replaceSubrange(dst ..< dst + (hi - lo), with: bytes[bytes.startIndex + lo ..< bytes.startIndex + hi])
+            e = end
+        }
+        return out
+    }
+
+    /// Unit u's fp32 master weights, unpadded.
+    public func master(unit u: Int) throws -> [Float] {
+        let data = try read(unit: u, tensor: "master", elementRange: 0 ..< manifest.units[u].count, bytesPerBlock: 4, perBlock: 1)
+        return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+}

@@ -1,1 +1,0 @@
-// ZeroEngine: see docs/design.md.
