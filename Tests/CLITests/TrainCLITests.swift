@@ -1,0 +1,106 @@
+import Foundation
+import Testing
+
+/// End-to-end runs of the built `zero-train`: MPI equals simulation, bad input gets
+/// one line, a killed rank ends the job and its last checkpoint resumes.
+@Suite(.serialized) struct TrainCLITests {
+    static let tiny = ["--model", "gpt-tiny", "--micro-batch", "2", "--seq-len", "32", "--global-micro-batches", "8",
+                       "--lr", "0.01", "--warmup", "1", "--clip", "0.5"]
+
+    static func metrics(_ path: String) throws -> (losses: [String], sha: String) {
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        var losses: [String] = [], sha = ""
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            if object["final"] as? Bool == true { sha = object["params_sha256"] as! String }
+            else { losses.append("\(object["loss"]!)") }
+        }
+        return (losses, sha)
+    }
+
+    static var mpirun: [String] {
+        var args = ["mpirun", "-n", "4", "--oversubscribe", "--mca", "pml", "ob1", "--bind-to", "none", "-x", "OPENBLAS_NUM_THREADS=1"]
+        if getuid() == 0 { args.insert("--allow-run-as-root", at: 1) }
+        return args
+    }
+
+    @Test func mpiRunEqualsSimulationBitForBit() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zt-cli-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let mpiMetrics = dir.appendingPathComponent("mpi.jsonl").path
+        let simMetrics = dir.appendingPathComponent("sim.jsonl").path
+        let binary = zeroTrainBinary().path
+        let mpi = try runProcess(URL(fileURLWithPath: "/usr/bin/env"),
+                                 Self.mpirun + [binary, "--stage", "3", "--steps", "3", "--metrics", mpiMetrics] + Self.tiny,
+                                 timeout: .seconds(300))
+        #expect(mpi.status == 0, "mpirun failed: \(mpi.stderr)")
+        #expect(mpi.stdout.contains("4 ranks (mpi)"))
+        let sim = try runProcess(zeroTrainBinary(), ["--simulate", "2", "--stage", "1", "--steps", "3", "--metrics", simMetrics] + Self.tiny,
+                                 timeout: .seconds(300))
+        #expect(sim.status == 0, "simulation failed: \(sim.stderr)")
+        let a = try Self.metrics(mpiMetrics), b = try Self.metrics(simMetrics)
+        #expect(a.losses.count == 3)
+        #expect(a.losses == b.losses)
+        #expect(!a.sha.isEmpty && a.sha == b.sha)
+    }
+
+    @Test(arguments: [
+        (["--stage", "4"], "stage must be 0, 1, 2 or 3"),
+        (["--model", "gpt-huge"], "unknown model 'gpt-huge'"),
+        (["--simulate", "4", "--global-micro-batches", "2"], "4 ranks cannot share 2 micro-batches"),
+        (["--simulate", "4", "--global-micro-batches", "6"], "do not divide evenly"),
+        (["--data", "/nonexistent/file.bin"], "/nonexistent/file.bin"),
+        (["--resume", "/nonexistent/ckpt"], "no checkpoint directory"),
+        (["--precision", "fp16"], "--precision must be bf16 or fp32"),
+    ])
+    func badInputGetsOneLineAndNonZeroExit(args: [String], message: String) throws {
+        let r = try runProcess(zeroTrainBinary(), args + ["--steps", "1"], timeout: .seconds(60))
+        #expect(r.status != 0)
+        let lines = r.stderr.split(separator: "\n").filter { !$0.isEmpty }
+        #expect(lines.count == 1, "stderr: \(r.stderr)")
+        #expect(r.stderr.contains(message), "stderr: \(r.stderr)")
+    }
+
+    /// kill -9 of one rank ends the whole job well within 60 s, and the newest complete
+    /// checkpoint still resumes (here on 2 simulated ranks: resharded).
+    @Test func killedRankEndsTheJobAndTheCheckpointResumes() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zt-kill-\(getpid())")
+        try? FileManager.default.removeItem(at: dir)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = Self.mpirun + [zeroTrainBinary().path, "--stage", "2", "--steps", "100000", "--save", dir.path,
+                                           "--save-every", "2", "--timeout", "30", "--log-every", "0"] + Self.tiny
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Wait for a complete checkpoint.
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            let steps = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+            if steps.contains(where: { FileManager.default.fileExists(atPath: dir.appendingPathComponent($0).appendingPathComponent("manifest.json").path) }) { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        // Kill one rank (a child of mpirun) with SIGKILL.
+        let children = try runProcess(URL(fileURLWithPath: "/usr/bin/pgrep"), ["-f", "zero-train --stage 2 --steps 100000"], timeout: .seconds(10))
+        let pids = children.stdout.split(separator: "\n").compactMap { Int32($0) }.filter { $0 != process.processIdentifier }
+        try #require(!pids.isEmpty, "no rank processes found")
+        kill(pids.last!, SIGKILL)
+        let killedAt = Date()
+        while process.isRunning && Date().timeIntervalSince(killedAt) < 90 { Thread.sleep(forTimeInterval: 0.2) }
+        let waited = Date().timeIntervalSince(killedAt)
+        if process.isRunning { process.terminate() }
+        #expect(waited < 60, "the job took \(waited) s to end after a rank was killed")
+        #expect(process.terminationStatus != 0 || process.isRunning == false)
+
+        let newest = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+            .filter { FileManager.default.fileExists(atPath: dir.appendingPathComponent($0).appendingPathComponent("manifest.json").path) }
+            .compactMap { Int($0.dropFirst("step-".count)) }.max()
+        let saved = try #require(newest)
+        let resumed = try runProcess(zeroTrainBinary(), ["--simulate", "2", "--stage", "3", "--steps", "\(saved + 2)", "--resume", dir.path] + Self.tiny,
+                                     timeout: .seconds(300))
+        #expect(resumed.status == 0, "resume failed: \(resumed.stderr)")
+        #expect(resumed.stdout.contains("resumed from"))
+        #expect(resumed.stdout.contains("resumed from") && resumed.stdout.contains("at step \(saved)"))
+        #expect(resumed.stdout.contains("done: \(saved + 2) steps"))
+    }
+}
