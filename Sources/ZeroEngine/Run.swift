@@ -100,6 +100,9 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
         peakLedgerBytes: ledger.peakTotal, peakRSSBytes: peakResidentBytes(), traffic: comm.traffic,
         parameterCount: psi, paddingElements: trainer.partition.paddingElements)
     metrics?.write([("final", "true"), ("steps", "\(summary.steps)"), ("params_sha256", jsonString(sha)),
+                    ("params", "\(psi)"), ("padded_params", "\(trainer.partition.paddedTotal)"), ("ranks", "\(comm.size)"),
+                    ("stage", "\(config.stage)"), ("peak_ledger_bytes", "\(summary.peakLedgerBytes)"),
+                    ("peak_rss_bytes", "\(summary.peakRSSBytes)"),
                     ("skipped_steps", "\(summary.skippedSteps)"), ("tokens_per_second", jsonNumber(summary.tokensPerSecond))])
     log("done: \(summary.steps) steps | params_sha256 \(sha)")
     return summary
