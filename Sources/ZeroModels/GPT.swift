@@ -1,0 +1,211 @@
+import ZeroTensor
+
+/// GPT-2 (tied head, no dropout) over flat unit buffers, llm.c style.
+///
+/// Ops: 0 = token + position embedding (unit 0); i in 1...L = block i-1 (unit i);
+/// L+1 = ln_f, tied head (logits = x wte^T) and mean cross-entropy (units L+1 and 0).
+/// Activations for one micro-batch of B x T are allocated once, in category
+/// `.activations`, and `activationBytes` reports exactly that size.
+public final class GPT: TrainableModel {
+    public let config: GPTConfig
+    public let layout: ParameterLayout
+    public let batchSize: Int
+    public let sequenceLength: Int
+    public let opUnits: [[Int]]
+    public var vocabularySize: Int { config.vocabularySize }
+    public var contextLength: Int { config.contextLength }
+    public private(set) var loss: Float = .nan
+
+    private let plan: ActivationPlan
+    private let floats: FlatBuffer<Float>
+    private let ids: FlatBuffer<Int32>   // tokens [B*T] then targets [B*T]
+    private let blockOffsets: BlockOffsets
+
+    public init(config: GPTConfig, batchSize: Int, sequenceLength: Int, ledger: MemoryLedger?) {
+        precondition(sequenceLength >= 1 && sequenceLength <= config.contextLength, "sequence length must be in 1...\(config.contextLength)")
+        precondition(config.channels % config.heads == 0, "channels must be a multiple of heads")
+        self.config = config
+        layout = GPT.layout(for: config)
+        self.batchSize = batchSize
+        self.sequenceLength = sequenceLength
+        let L = config.layers
+        opUnits = [[0]] + (1...max(1, L)).prefix(L).map { [$0] } + [[L + 1, 0]]
+        plan = ActivationPlan(config: config, B: batchSize, T: sequenceLength)
+        floats = FlatBuffer(count: plan.total, category: .activations, ledger: ledger)
+        ids = FlatBuffer(count: 2 * batchSize * sequenceLength, category: .activations, ledger: ledger)
+        blockOffsets = BlockOffsets(C: config.channels)
+    }
+
+    /// Bytes this model allocates through the ledger for a B x T micro-batch.
+    public static func activationBytes(config: GPTConfig, batchSize: Int, sequenceLength: Int) -> Int {
+        let plan = ActivationPlan(config: config, B: batchSize, T: sequenceLength)
+        return plan.total * MemoryLayout<Float>.stride + 2 * batchSize * sequenceLength * MemoryLayout<Int32>.stride
+    }
+
+    public func initialize(unit: Int, into buffer: UnsafeMutableBufferPointer<Float>, seed: UInt64) {
+        GPT.initialize(layout: layout, config: config, unit: unit, into: buffer, seed: seed)
+    }
+
+    public func setBatch(tokens: UnsafeBufferPointer<Int32>, targets: UnsafeBufferPointer<Int32>, batchSize: Int, sequenceLength: Int) {
+        precondition(batchSize == self.batchSize && sequenceLength == self.sequenceLength, "batch shape differs from the model's")
+        let n = batchSize * sequenceLength
+        precondition(tokens.count >= n && targets.count >= n, "batch too short")
+        for i in 0..<n {
+            precondition(tokens[i] >= 0 && Int(tokens[i]) < config.vocabularySize && targets[i] >= 0 && Int(targets[i]) < config.vocabularySize,
+                         "token id out of range")
+            ids[i] = tokens[i]
+            ids[n + i] = targets[i]
+        }
+    }
+
+    /// The logits [B, T, V] after the last forward op (overwritten by backward).
+    public var logits: UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(rebasing: floats.readOnly[plan.logits..<(plan.logits + plan.N * config.vocabularySize)])
+    }
+
+    // MARK: forward
+
+    public func forward(op: Int, weights: [UnsafeBufferPointer<Float>?]) {
+        let B = batchSize, T = sequenceLength, C = config.channels, L = config.layers, V = config.vocabularySize
+        let N = B * T
+        let a = floats.pointer.baseAddress!
+        let tokens = UnsafePointer(ids.pointer.baseAddress!)
+        if op == 0 {
+            let w = unit(weights, 0)
+            Kernels.encoderForward(out: a + plan.encoded, tokens: tokens, wte: w, wpe: w + V * C, B: B, T: T, C: C)
+        } else if op <= L {
+            let l = op - 1
+            let w = unit(weights, op), o = blockOffsets, p = plan.layer(l)
+            let input = UnsafePointer(a + plan.blockInput(l))
+            Kernels.layerNormForward(out: a + p.ln1, mean: a + p.ln1Mean, rstd: a + p.ln1Rstd, inp: input,
+                                     weight: w + o.ln1w, bias: w + o.ln1b, N: N, C: C)
+            Kernels.linearForward(out: a + p.qkv, inp: a + p.ln1, weight: w + o.attnW, bias: w + o.attnB, N: N, C: C, OC: 3 * C)
+            Kernels.attentionForward(out: a + p.atty, att: a + p.att, qkv: a + p.qkv, B: B, T: T, C: C, NH: config.heads)
+            Kernels.linearForward(out: a + p.res2, inp: a + p.atty, weight: w + o.attnProjW, bias: w + o.attnProjB, N: N, C: C, OC: C)
+            Kernels.residualForward(out: a + p.res2, a: a + p.res2, b: input, count: N * C)
+            Kernels.layerNormForward(out: a + p.ln2, mean: a + p.ln2Mean, rstd: a + p.ln2Rstd, inp: a + p.res2,
+                                     weight: w + o.ln2w, bias: w + o.ln2b, N: N, C: C)
+            Kernels.linearForward(out: a + p.fch, inp: a + p.ln2, weight: w + o.fcW, bias: w + o.fcB, N: N, C: C, OC: 4 * C)
+            Kernels.geluForward(out: a + p.fchGelu, inp: a + p.fch, count: N * 4 * C)
+            Kernels.linearForward(out: a + p.res3, inp: a + p.fchGelu, weight: w + o.fcProjW, bias: w + o.fcProjB, N: N, C: 4 * C, OC: C)
+            Kernels.residualForward(out: a + p.res3, a: a + p.res3, b: a + p.res2, count: N * C)
+        } else {
+            precondition(op == L + 1, "op \(op) out of range")
+            let w = unit(weights, L + 1), wte = unit(weights, 0)
+            Kernels.layerNormForward(out: a + plan.lnf, mean: a + plan.lnfMean, rstd: a + plan.lnfRstd, inp: a + plan.blockInput(L),
+                                     weight: w, bias: w + C, N: N, C: C)
+            Blas.sgemm(transposeB: true, m: N, n: V, k: C, a: a + plan.lnf, lda: C, b: wte, ldb: C, c: a + plan.logits, ldc: V)
+            loss = Kernels.crossEntropyForward(losses: a + plan.losses, logits: a + plan.logits, targets: tokens + N, N: N, V: V)
+        }
+    }
+
+    // MARK: backward
+
+    public func backward(op: Int, weights: [UnsafeBufferPointer<Float>?], gradients: [UnsafeMutableBufferPointer<Float>?]) {
+        let B = batchSize, T = sequenceLength, C = config.channels, L = config.layers, V = config.vocabularySize
+        let N = B * T
+        let a = floats.pointer.baseAddress!
+        let tokens = UnsafePointer(ids.pointer.baseAddress!)
+        let dres = a + plan.dres, dbuf = a + plan.dbuf
+        if op == L + 1 {
+            let w = unit(weights, L + 1), wte = unit(weights, 0)
+            let g = grad(gradients, L + 1), dwte = grad(gradients, 0)
+            let dlogits = a + plan.logits
+            Kernels.crossEntropyBackward(dlogits: dlogits, logits: dlogits, targets: tokens + N, N: N, V: V, dloss: 1 / Float(N))
+            // dwte += dlogits^T lnf; dlnf = dlogits wte
+            Blas.sgemm(transposeA: true, m: V, n: C, k: N, a: dlogits, lda: V, b: a + plan.lnf, ldb: C, beta: 1, c: dwte, ldc: C)
+            Blas.sgemm(m: N, n: C, k: V, a: dlogits, lda: V, b: wte, ldb: C, c: dbuf, ldc: C)
+            dres.update(repeating: 0, count: N * C)
+            Kernels.layerNormBackward(dinp: dres, dweight: g, dbias: g + C, dout: dbuf, inp: a + plan.blockInput(L), weight: w,
+                                      mean: a + plan.lnfMean, rstd: a + plan.lnfRstd, N: N, C: C)
+        } else if op >= 1 {
+            precondition(op <= L, "op \(op) out of range")
+            let l = op - 1
+            let w = unit(weights, op), g = grad(gradients, op), o = blockOffsets, p = plan.layer(l)
+            let input = UnsafePointer(a + plan.blockInput(l))
+            let dqkv = a + plan.dqkv, dfch = a + plan.dfch
+            // res3 = res2 + fcproj: dres flows to both; fcproj = gelu(fch) Wp + bp
+            Kernels.linearBackward(dinp: dfch, dweight: g + o.fcProjW, dbias: g + o.fcProjB, dout: dres, inp: a + p.fchGelu,
+                                   weight: w + o.fcProjW, N: N, C: 4 * C, OC: C)
+            Kernels.geluBackward(dinp: dfch, inp: a + p.fch, dout: dfch, count: N * 4 * C)
+            Kernels.linearBackward(dinp: dbuf, dweight: g + o.fcW, dbias: g + o.fcB, dout: dfch, inp: a + p.ln2,
+                                   weight: w + o.fcW, N: N, C: C, OC: 4 * C)
+            Kernels.layerNormBackward(dinp: dres, dweight: g + o.ln2w, dbias: g + o.ln2b, dout: dbuf, inp: a + p.res2,
+                                      weight: w + o.ln2w, mean: a + p.ln2Mean, rstd: a + p.ln2Rstd, N: N, C: C)
+            // res2 = input + attproj: dres (now d res2) flows to both
+            Kernels.linearBackward(dinp: dbuf, dweight: g + o.attnProjW, dbias: g + o.attnProjB, dout: dres, inp: a + p.atty,
+                                   weight: w + o.attnProjW, N: N, C: C, OC: C)
+            dqkv.update(repeating: 0, count: N * 3 * C)
+            Kernels.attentionBackward(dqkv: dqkv, scratch: a + plan.dattScratch, dout: dbuf, qkv: a + p.qkv, att: a + p.att,
+                                      B: B, T: T, C: C, NH: config.heads)
+            Kernels.linearBackward(dinp: dbuf, dweight: g + o.attnW, dbias: g + o.attnB, dout: dqkv, inp: a + p.ln1,
+                                   weight: w + o.attnW, N: N, C: C, OC: 3 * C)
+            Kernels.layerNormBackward(dinp: dres, dweight: g + o.ln1w, dbias: g + o.ln1b, dout: dbuf, inp: input,
+                                      weight: w + o.ln1w, mean: a + p.ln1Mean, rstd: a + p.ln1Rstd, N: N, C: C)
+        } else {
+            precondition(op == 0, "op \(op) out of range")
+            let g = grad(gradients, 0)
+            Kernels.encoderBackward(dwte: g, dwpe: g + V * C, dout: dres, tokens: tokens, B: B, T: T, C: C)
+        }
+    }
+
+    private func unit(_ weights: [UnsafeBufferPointer<Float>?], _ u: Int) -> UnsafePointer<Float> {
+        guard u < weights.count, let w = weights[u] else { preconditionFailure("unit \(u) weights not resident") }
+        precondition(w.count >= layout.units[u].count, "unit \(u) weights too short")
+        return w.baseAddress!
+    }
+
+    private func grad(_ gradients: [UnsafeMutableBufferPointer<Float>?], _ u: Int) -> UnsafeMutablePointer<Float> {
+        guard u < gradients.count, let g = gradients[u] else { preconditionFailure("unit \(u) gradient not resident") }
+        precondition(g.count >= layout.units[u].count, "unit \(u) gradient too short")
+        return g.baseAddress!
+    }
+}
+
+/// Element offsets of the tensors inside one block unit (same order as the layout).
+struct BlockOffsets {
+    let ln1w, ln1b, attnW, attnB, attnProjW, attnProjB, ln2w, ln2b, fcW, fcB, fcProjW, fcProjB: Int
+    init(C: Int) {
+        var o = 0
+        func take(_ n: Int) -> Int { defer { o += n }; return o }
+        ln1w = take(C); ln1b = take(C); attnW = take(3 * C * C); attnB = take(3 * C)
+        attnProjW = take(C * C); attnProjB = take(C); ln2w = take(C); ln2b = take(C)
+        fcW = take(4 * C * C); fcB = take(4 * C); fcProjW = take(4 * C * C); fcProjB = take(C)
+    }
+}
+
+/// Offsets (in floats) of every activation inside the single activation buffer.
+struct ActivationPlan {
+    struct Layer { var ln1, ln1Mean, ln1Rstd, qkv, atty, att, res2, ln2, ln2Mean, ln2Rstd, fch, fchGelu, res3: Int }
+    let N: Int
+    let encoded: Int
+    let layers: [Layer]
+    let lnf, lnfMean, lnfRstd, logits, losses: Int
+    // backward scratch, shared by all ops
+    let dres, dbuf, dqkv, dfch, dattScratch: Int
+    let total: Int
+
+    init(config: GPTConfig, B: Int, T: Int) {
+        let C = config.channels, NH = config.heads, V = config.vocabularySize
+        let N = B * T
+        self.N = N
+        var o = 0
+        func take(_ n: Int) -> Int { defer { o += n }; return o }
+        encoded = take(N * C)
+        var layers: [Layer] = []
+        for _ in 0..<config.layers {
+            layers.append(Layer(
+                ln1: take(N * C), ln1Mean: take(N), ln1Rstd: take(N), qkv: take(3 * N * C), atty: take(N * C),
+                att: take(B * NH * T * T), res2: take(N * C), ln2: take(N * C), ln2Mean: take(N), ln2Rstd: take(N),
+                fch: take(4 * N * C), fchGelu: take(4 * N * C), res3: take(N * C)))
+        }
+        self.layers = layers
+        lnf = take(N * C); lnfMean = take(N); lnfRstd = take(N); logits = take(N * V); losses = take(N)
+        dres = take(N * C); dbuf = take(N * C); dqkv = take(3 * N * C); dfch = take(4 * N * C); dattScratch = take(T * T)
+        total = o
+    }
+
+    func layer(_ l: Int) -> Layer { layers[l] }
+    /// The residual stream entering block l (l == L: entering ln_f).
+    func blockInput(_ l: Int) -> Int { l == 0 ? encoded : layers[l - 1].res3 }
+}

@@ -1,0 +1,144 @@
+import ZeroTensor
+
+/// A next-token MLP for simple tasks: each position sees only its current token.
+///
+/// Layer 0 is an embedding of the token (a Linear on its one-hot: row lookup plus bias)
+/// followed by ReLU; layers 1..<n are Linear + ReLU; layer n is a Linear to V logits
+/// followed by mean cross-entropy. One unit per layer ("layers.k.weight" [in, out],
+/// "layers.k.bias" [out]); op k = layer k.
+public final class MLP: TrainableModel {
+    public let layout: ParameterLayout
+    public let vocabularySize: Int
+    public let hiddenWidths: [Int]
+    public let batchSize: Int
+    public let sequenceLength: Int
+    public let opUnits: [[Int]]
+    /// No positional state: any length works; reported as the micro-batch's length.
+    public var contextLength: Int { sequenceLength }
+    public private(set) var loss: Float = .nan
+
+    private let widths: [Int]            // [V] + hidden + [V]
+    private let hiddenOffsets: [Int]     // h_k [N, widths[k+1]] for k in 0..<n
+    private let logitsOffset, lossesOffset: Int
+    private let scratchOffsets: (Int, Int)
+    private let floats: FlatBuffer<Float>
+    private let ids: FlatBuffer<Int32>
+
+    public init(vocabularySize: Int, hiddenWidths: [Int], batchSize: Int, sequenceLength: Int, ledger: MemoryLedger?) {
+        precondition(!hiddenWidths.isEmpty && hiddenWidths.allSatisfy { $0 > 0 }, "MLP needs at least one positive hidden width")
+        self.vocabularySize = vocabularySize
+        self.hiddenWidths = hiddenWidths
+        self.batchSize = batchSize
+        self.sequenceLength = sequenceLength
+        layout = MLP.layout(vocabularySize: vocabularySize, hiddenWidths: hiddenWidths)
+        widths = [vocabularySize] + hiddenWidths + [vocabularySize]
+        opUnits = (0...hiddenWidths.count).map { [$0] }
+        let plan = MLP.plan(vocabularySize: vocabularySize, hiddenWidths: hiddenWidths, N: batchSize * sequenceLength)
+        hiddenOffsets = plan.hidden
+        logitsOffset = plan.logits
+        lossesOffset = plan.losses
+        scratchOffsets = plan.scratch
+        floats = FlatBuffer(count: plan.total, category: .activations, ledger: ledger)
+        ids = FlatBuffer(count: 2 * batchSize * sequenceLength, category: .activations, ledger: ledger)
+    }
+
+    public static func layout(vocabularySize V: Int, hiddenWidths: [Int]) -> ParameterLayout {
+        let widths = [V] + hiddenWidths + [V]
+        var units: [UnitInfo] = [], tensors: [TensorInfo] = []
+        for k in 0..<(widths.count - 1) {
+            tensors.append(TensorInfo(name: "layers.\(k).weight", shape: [widths[k], widths[k + 1]], unit: k, offset: 0, decay: true))
+            tensors.append(TensorInfo(name: "layers.\(k).bias", shape: [widths[k + 1]], unit: k, offset: widths[k] * widths[k + 1], decay: false))
+            units.append(UnitInfo(name: "layers.\(k)", count: (widths[k] + 1) * widths[k + 1]))
+        }
+        return ParameterLayout(units: units, tensors: tensors)
+    }
+
+    private static func plan(vocabularySize V: Int, hiddenWidths: [Int], N: Int)
+        -> (hidden: [Int], logits: Int, losses: Int, scratch: (Int, Int), total: Int)
+    {
+        var o = 0
+        func take(_ n: Int) -> Int { defer { o += n }; return o }
+        let hidden = hiddenWidths.map { take(N * $0) }
+        let logits = take(N * V), losses = take(N)
+        let widest = hiddenWidths.max()!
+        let scratch = (take(N * widest), take(N * widest))
+        return (hidden, logits, losses, scratch, o)
+    }
+
+    /// Bytes this model allocates through the ledger for a B x T micro-batch.
+    public static func activationBytes(vocabularySize: Int, hiddenWidths: [Int], batchSize: Int, sequenceLength: Int) -> Int {
+        plan(vocabularySize: vocabularySize, hiddenWidths: hiddenWidths, N: batchSize * sequenceLength).total * 4
+            + 2 * batchSize * sequenceLength * 4
+    }
+
+    /// The logits [B, T, V] after the last forward op (overwritten by backward).
+    public var logits: UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(rebasing: floats.readOnly[logitsOffset..<(logitsOffset + batchSize * sequenceLength * vocabularySize)])
+    }
+
+    /// Embedding rows normal(0, 1); hidden matrices normal(0, sqrt(2 / fan_in)) (He, for ReLU);
+    /// the output matrix normal(0, 1 / sqrt(fan_in)); zero biases. Keyed by (seed, tensor name).
+    public func initialize(unit: Int, into buffer: UnsafeMutableBufferPointer<Float>, seed: UInt64) {
+        let fanIn = widths[unit], out = widths[unit + 1]
+        let std: Float = unit == 0 ? 1 : (unit == hiddenWidths.count ? 1 / Float(fanIn).squareRoot() : (2 / Float(fanIn)).squareRoot())
+        var rng = SeededGenerator(seed: seed, key: "layers.\(unit).weight")
+        rng.fillNormal(UnsafeMutableBufferPointer(rebasing: buffer[0..<(fanIn * out)]), std: std)
+        UnsafeMutableBufferPointer(rebasing: buffer[(fanIn * out)..<((fanIn + 1) * out)]).update(repeating: 0)
+    }
+
+    public func setBatch(tokens: UnsafeBufferPointer<Int32>, targets: UnsafeBufferPointer<Int32>, batchSize: Int, sequenceLength: Int) {
+        precondition(batchSize == self.batchSize && sequenceLength == self.sequenceLength, "batch shape differs from the model's")
+        let n = batchSize * sequenceLength
+        for i in 0..<n {
+            precondition(tokens[i] >= 0 && Int(tokens[i]) < vocabularySize && targets[i] >= 0 && Int(targets[i]) < vocabularySize,
+                         "token id out of range")
+            ids[i] = tokens[i]
+            ids[n + i] = targets[i]
+        }
+    }
+
+    public func forward(op k: Int, weights: [UnsafeBufferPointer<Float>?]) {
+        let N = batchSize * sequenceLength, n = hiddenWidths.count
+        let a = floats.pointer.baseAddress!, tokens = UnsafePointer(ids.pointer.baseAddress!)
+        let w = weights[k]!.baseAddress!, inW = widths[k], outW = widths[k + 1]
+        let bias = w + inW * outW
+        if k == 0 {
+            let h = a + hiddenOffsets[0]
+            for r in 0..<N {
+                let row = w + Int(tokens[r]) * outW, o = h + r * outW
+                for j in 0..<outW { o[j] = max(row[j] + bias[j], 0) }
+            }
+        } else if k < n {
+            let h = a + hiddenOffsets[k]
+            Kernels.linearForward(out: h, inp: a + hiddenOffsets[k - 1], weight: w, bias: bias, N: N, C: inW, OC: outW)
+            Kernels.reluForward(out: h, inp: h, count: N * outW)
+        } else {
+            Kernels.linearForward(out: a + logitsOffset, inp: a + hiddenOffsets[k - 1], weight: w, bias: bias, N: N, C: inW, OC: outW)
+            loss = Kernels.crossEntropyForward(losses: a + lossesOffset, logits: a + logitsOffset, targets: tokens + N, N: N, V: vocabularySize)
+        }
+    }
+
+    public func backward(op k: Int, weights: [UnsafeBufferPointer<Float>?], gradients: [UnsafeMutableBufferPointer<Float>?]) {
+        let N = batchSize * sequenceLength, n = hiddenWidths.count
+        let a = floats.pointer.baseAddress!, tokens = UnsafePointer(ids.pointer.baseAddress!)
+        let w = weights[k]!.baseAddress!, g = gradients[k]!.baseAddress!, inW = widths[k], outW = widths[k + 1]
+        // d(output of layer j) lives in scratch[j % 2].
+        func scratch(_ j: Int) -> UnsafeMutablePointer<Float> { a + (j % 2 == 0 ? scratchOffsets.0 : scratchOffsets.1) }
+        if k == n {
+            let dlogits = a + logitsOffset
+            Kernels.crossEntropyBackward(dlogits: dlogits, logits: dlogits, targets: tokens + N, N: N, V: vocabularySize, dloss: 1 / Float(N))
+            Kernels.linearBackward(dinp: scratch(k - 1), dweight: g, dbias: g + inW * outW, dout: dlogits,
+                                   inp: a + hiddenOffsets[k - 1], weight: w, N: N, C: inW, OC: outW)
+        } else {
+            let d = scratch(k), h = a + hiddenOffsets[k]
+            Kernels.reluBackward(dinp: d, out: h, dout: d, count: N * outW)
+            if k == 0 {
+                Kernels.encoderBackward(dwte: g, dwpe: nil, dout: d, tokens: tokens, B: 1, T: N, C: outW)
+                Kernels.biasBackward(dbias: g + inW * outW, dout: d, N: N, OC: outW)
+            } else {
+                Kernels.linearBackward(dinp: scratch(k - 1), dweight: g, dbias: g + inW * outW, dout: d,
+                                       inp: a + hiddenOffsets[k - 1], weight: w, N: N, C: inW, OC: outW)
+            }
+        }
+    }
+}
