@@ -94,7 +94,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public var traffic: TrafficCounters { counters.withLock { $0 } }
 
     public func abort(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("zero-train: rank \(rank): \(message)\n".utf8))
+        FileHandle.standardError.write(Data(abortLine(rank, message).utf8))
         MPI_Abort(comm, 1)
         exit(1)
     }
