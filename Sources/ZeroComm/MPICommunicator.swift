@@ -36,6 +36,10 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     private var deadline = ContinuousClock.now
     private var finalized = false
     private let counters = Mutex(TrafficCounters())
+    /// Polls before a waiting rank starts yielding its core: few when this node runs
+    /// more ranks than it has cores (a peer needs the core to make progress), many
+    /// otherwise (a yield can hand the core to an unrelated process for a time slice).
+    private let spinsBeforeYield: Int
 
     private static let headerTag: Int32 = 7001
     private static let dataTag: Int32 = 7002
@@ -73,6 +77,10 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         requests.initialize(repeating: zt_request_null(), count: 2 * size + 2)
         headerOut = .allocate(capacity: CallDescriptor.wireCount)
         headerIn = .allocate(capacity: CallDescriptor.wireCount * size)
+        let env = ProcessInfo.processInfo.environment
+        let local = Int(env["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? size
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        spinsBeforeYield = Int(env["ZT_COMM_SPINS"] ?? "") ?? (local > cores ? 16 : 20_000)
     }
 
     deinit {
@@ -152,7 +160,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
             try check(MPI_Testall(Int32(n), requests, &flag, zt_statuses_ignore()), kind, "MPI_Testall")
             if flag != 0 { return }
             spins += 1
-            if spins > 16 { sched_yield() }
+            if spins > spinsBeforeYield { sched_yield() }
             if spins & 63 == 0 && ContinuousClock.now > deadline { timedOut(kind, n) }
         }
     }
