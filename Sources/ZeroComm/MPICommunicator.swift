@@ -182,6 +182,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     /// Starts a collective: sets the deadline and checks with every peer that all ranks
     /// are making the same call.
     private func open(_ descriptor: CallDescriptor) throws {
+        if finalized {
+            throw CommunicatorError("rank \(rank): \(descriptor.kind.rawValue) called after finalize()")
+        }
         deadline = ContinuousClock.now + timeout
         var d = descriptor
         d.sequence = sequence
