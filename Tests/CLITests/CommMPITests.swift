@@ -85,3 +85,29 @@ private func isZombie(_ pid: Int32) -> Bool {
           let close = stat.lastIndex(of: ")") else { return true }
     return stat[stat.index(after: close)...].split(separator: " ").first == "Z"
 }
+
+@Suite("Test support")
+struct SupportTests {
+    @Test("runProcess reads large stdout and stderr together without deadlock")
+    func largeOutput() throws {
+        let script = "head -c 300000 /dev/zero | tr '\\0' a; head -c 200000 /dev/zero | tr '\\0' b >&2; exit 3"
+        let r = try runProcess(URL(fileURLWithPath: "/bin/sh"), ["-c", script], timeout: .seconds(30))
+        #expect(r.status == 3)
+        #expect(r.stdout.count == 300_000)
+        #expect(r.stderr.count == 200_000)
+    }
+
+    @Test("runProcess kills a child past its timeout and says so")
+    func timeout() {
+        let start = ContinuousClock.now
+        #expect(throws: ProcessTimeout.self) {
+            _ = try runProcess(URL(fileURLWithPath: "/bin/sleep"), ["30"], timeout: .milliseconds(300))
+        }
+        #expect(ContinuousClock.now - start < .seconds(10))
+    }
+
+    @Test("zeroTrainBinary finds the built executable")
+    func binary() {
+        #expect(FileManager.default.isExecutableFile(atPath: zeroTrainBinary().path))
+    }
+}
