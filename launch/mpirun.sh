@@ -3,6 +3,8 @@
 #   --allow-run-as-root only when root, --oversubscribe when ranks exceed cores,
 #   the ob1 PML (skips the slow UCX probe), OpenBLAS pinned to one thread per rank
 #   so that ranks do not fight over cores.
+# Multi-node: add --hostfile launch/hostfile (see launch/hostfile.example) and the TCP
+# options there; --oversubscribe is decided from this machine's cores only.
 # Usage: launch/mpirun.sh -n 4 [mpirun options] -- PROGRAM [ARGS...]
 #    or: launch/mpirun.sh -n 4 PROGRAM [ARGS...]
 set -euo pipefail
@@ -11,6 +13,10 @@ opts=()
 while [ $# -gt 0 ]; do
     case "$1" in
         -n|-np) ranks="$2"; opts+=("$1" "$2"); shift 2 ;;
+        # mpirun options that take values (so the value is not mistaken for PROGRAM)
+        --mca|-mca|--gmca) opts+=("$1" "$2" "$3"); shift 3 ;;
+        --hostfile|-hostfile|--machinefile|-machinefile|--host|-host|-H|-x|--map-by|--bind-to|--rank-by|--npernode|-npernode|--wdir|--output-filename|--timeout)
+            opts+=("$1" "$2"); shift 2 ;;
         --) shift; break ;;
         -*) opts+=("$1"); shift ;;
         *) break ;;

@@ -33,6 +33,16 @@ public struct CommunicatorError: Error, CustomStringConvertible, Sendable {
 /// with `mid = lo + (largest power of two < hi - lo)`, in fp32. Neighbours are added
 /// first, lower index on the left: ((r0 + r1) + (r2 + r3)), and for 3 ranks (r0 + r1) + r2.
 /// Both backends give the same bits.
+///
+/// Contract shared by both backends (docs/determinism.md, "Communicator reductions"):
+/// - local size errors throw a `CommunicatorError` before any data moves;
+/// - ranks that disagree on the call (collective, element type, count, root) all throw
+///   the same error naming who called what, instead of hanging;
+/// - a rank waiting past the timeout fails naming the collective and the missing ranks
+///   (thrown in simulation; printed and `MPI_Abort`ed under MPI);
+/// - `traffic` counts payload bytes as moved on the wire (bf16 = 2 bytes per element),
+///   identical for both backends; control headers are not counted.
+/// Call a communicator's collectives from one thread (its rank's).
 public protocol Communicator: AnyObject, Sendable {
     var rank: Int { get }
     var size: Int { get }
@@ -55,8 +65,10 @@ public protocol Communicator: AnyObject, Sendable {
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
     func barrier() throws
 
-    /// Bytes moved so far by this rank, per kind.
+    /// Payload bytes this rank has sent and received so far, per kind (see the table in
+    /// docs/determinism.md: allReduce counts its reduce-scatter and all-gather halves).
     var traffic: TrafficCounters { get }
-    /// Ends the whole job (every rank) with a one-line message and a non-zero exit.
+    /// Ends the whole job (every rank) with a one-line message and a non-zero exit:
+    /// `MPI_Abort` under MPI, `exit(1)` of the process in simulation.
     func abort(_ message: String) -> Never
 }

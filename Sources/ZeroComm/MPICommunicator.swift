@@ -36,6 +36,10 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     private var deadline = ContinuousClock.now
     private var finalized = false
     private let counters = Mutex(TrafficCounters())
+    /// Polls before a waiting rank starts yielding its core: few when this node runs
+    /// more ranks than it has cores (a peer needs the core to make progress), many
+    /// otherwise (a yield can hand the core to an unrelated process for a time slice).
+    private let spinsBeforeYield: Int
 
     private static let headerTag: Int32 = 7001
     private static let dataTag: Int32 = 7002
@@ -73,6 +77,10 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         requests.initialize(repeating: zt_request_null(), count: 2 * size + 2)
         headerOut = .allocate(capacity: CallDescriptor.wireCount)
         headerIn = .allocate(capacity: CallDescriptor.wireCount * size)
+        let env = ProcessInfo.processInfo.environment
+        let local = Int(env["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? size
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        spinsBeforeYield = Int(env["ZT_COMM_SPINS"] ?? "") ?? (local > cores ? 16 : 20_000)
     }
 
     deinit {
@@ -94,7 +102,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public var traffic: TrafficCounters { counters.withLock { $0 } }
 
     public func abort(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("zero-train: rank \(rank): \(message)\n".utf8))
+        FileHandle.standardError.write(Data(abortLine(rank, message).utf8))
         MPI_Abort(comm, 1)
         exit(1)
     }
@@ -152,7 +160,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
             try check(MPI_Testall(Int32(n), requests, &flag, zt_statuses_ignore()), kind, "MPI_Testall")
             if flag != 0 { return }
             spins += 1
-            if spins > 16 { sched_yield() }
+            if spins > spinsBeforeYield { sched_yield() }
             if spins & 63 == 0 && ContinuousClock.now > deadline { timedOut(kind, n) }
         }
     }
@@ -174,6 +182,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     /// Starts a collective: sets the deadline and checks with every peer that all ranks
     /// are making the same call.
     private func open(_ descriptor: CallDescriptor) throws {
+        if finalized {
+            throw CommunicatorError("rank \(rank): \(descriptor.kind.rawValue) called after finalize()")
+        }
         deadline = ContinuousClock.now + timeout
         var d = descriptor
         d.sequence = sequence

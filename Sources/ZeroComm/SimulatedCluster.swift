@@ -142,6 +142,12 @@ final class Rendezvous: @unchecked Sendable {
     }
 }
 
+/// "zero-train: rank R: message", without repeating a "rank R: " the message already has.
+func abortLine(_ rank: Int, _ message: String) -> String {
+    let prefix = "rank \(rank): "
+    return "zero-train: " + (message.hasPrefix(prefix) ? message : prefix + message) + "\n"
+}
+
 func formatSeconds(_ d: Duration) -> String {
     let s = d.seconds
     return s == s.rounded() ? "\(Int(s))s" : String(format: "%.3gs", s)
@@ -167,7 +173,7 @@ final class SimulatedCommunicator: Communicator, @unchecked Sendable {
     var traffic: TrafficCounters { counters.withLock { $0 } }
 
     func abort(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("zero-train: rank \(rank): \(message)\n".utf8))
+        FileHandle.standardError.write(Data(abortLine(rank, message).utf8))
         exit(1)
     }
 

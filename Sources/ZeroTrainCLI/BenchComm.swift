@@ -9,7 +9,8 @@ import ZeroComm
 /// all-gather. `bytes` is the message size per rank as nccl-tests counts it: the
 /// all-reduce buffer, the reduce-scatter input (the full, unsharded vector) and the
 /// all-gather output (also the full vector). Each time is the slowest rank's, per
-/// iteration, after a barrier; the median over iterations is reported.
+/// iteration, after a barrier; the median over iterations is reported. Backends and
+/// collectives alternate within each iteration so that all see the same background load.
 struct BenchComm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "comm",
@@ -112,18 +113,22 @@ struct BenchComm: ParsableCommand {
                     ("all_gather", "mpi", { try mpi.vendorAllGather(UnsafeBufferPointer(shard), into: full) }),
                 ]
             }
-            for (collective, backend, op) in ops {
-                buffer.update(repeating: 1e-3)
-                var local: [Double] = []
-                for it in 0..<(warmup + iterations) {
+            // Ours and Open MPI's alternate iteration by iteration, so that both see the
+            // same background load on a shared machine.
+            var times = [[Double]](repeating: [], count: ops.count)
+            for it in 0..<(warmup + iterations) {
+                for (k, op) in ops.enumerated() {
                     try comm.barrier()
                     let t0 = ContinuousClock.now
-                    try op()
-                    if it >= warmup { local.append(seconds(ContinuousClock.now - t0)) }
+                    try op.2()
+                    if it >= warmup { times[k].append(seconds(ContinuousClock.now - t0)) }
                 }
+                buffer.update(repeating: 1e-3)  // keep repeated all-reduces finite
+            }
+            for (k, (collective, backend, _)) in ops.enumerated() {
                 // The slowest rank defines each iteration's time.
                 var all = [Double](repeating: 0, count: n * iterations)
-                try local.withUnsafeBufferPointer { i in try all.withUnsafeMutableBufferPointer { try comm.allGather(i, into: $0) } }
+                try times[k].withUnsafeBufferPointer { i in try all.withUnsafeMutableBufferPointer { try comm.allGather(i, into: $0) } }
                 let perIteration = (0..<iterations).map { it in (0..<n).map { all[$0 * iterations + it] }.max()! }.sorted()
                 let median = perIteration[iterations / 2]
                 let algbw = Double(bytes) / median / 1e9

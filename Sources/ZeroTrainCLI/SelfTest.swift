@@ -43,14 +43,26 @@ struct SelfTestComm: ParsableCommand {
     @Option(help: "Seconds a rank may wait in a collective.")
     var timeout: Int = 120
 
+    /// Faults for the no-hang tests: `mismatch` makes the last rank call all-reduce with
+    /// one element more; `absent` makes it skip the collective and return.
+    @Option(help: "Inject a fault: none, mismatch or absent.")
+    var fault: String = "none"
+
     func validate() throws {
+        if !["none", "mismatch", "absent"].contains(fault) { throw ValidationError("--fault must be none, mismatch or absent") }
         if let n = simulate, n < 1 || n > 64 { throw ValidationError("--simulate must be in 1...64") }
     }
 
     func run() throws {
-        let seed = self.seed
+        let (seed, fault) = (self.seed, self.fault)
         let lines = try onEveryRank(simulate: simulate, timeout: .seconds(timeout)) { comm in
-            try SelfTestComm.exercise(comm, seed: seed)
+            if fault != "none" {
+                let last = comm.rank == comm.size - 1
+                if fault == "absent" && last { return "" }
+                var b = [Float](repeating: 1, count: fault == "mismatch" && last ? 11 : 10)
+                try b.withUnsafeMutableBufferPointer { try comm.allReduce($0) }
+            }
+            return try SelfTestComm.exercise(comm, seed: seed)
         }
         if let text = lines.first(where: { !$0.isEmpty }) { print(text, terminator: "") }
     }
