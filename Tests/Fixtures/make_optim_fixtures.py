@@ -65,8 +65,30 @@ def split_tensors(flat, sizes):
     return out
 
 
-def run_torch(name, make_opt, n, seed, steps, segments, decay, lrs=None, record_state=()):
-    """segments: list of (size, decays); one torch tensor per segment, one param group each."""
+class ieee_sqrt:
+    """Within the block, Tensor.sqrt / sqrt_ are numpy's correctly rounded sqrt: torch's CPU sqrt
+    (MKL vsSqrt) is 1 ulp off on about a fifth of inputs, which ZeroOptim does not imitate."""
+
+    def __enter__(self):
+        self.saved = torch.Tensor.sqrt, torch.Tensor.sqrt_
+        torch.Tensor.sqrt = lambda t: torch.from_numpy(np.sqrt(t.detach().numpy()))
+        torch.Tensor.sqrt_ = lambda t: t.copy_(torch.from_numpy(np.sqrt(t.detach().numpy())))
+
+    def __exit__(self, *a):
+        torch.Tensor.sqrt, torch.Tensor.sqrt_ = self.saved
+
+
+def run_torch(name, make_opt, n, seed, steps, segments, decay, lrs=None, record_state=(), ieee=False):
+    """segments: list of (size, decays); one torch tensor per segment, one param group each.
+    With ieee=True also records the trajectory under a correctly rounded sqrt."""
+    out = run_torch_once(name, make_opt, n, seed, steps, segments, decay, lrs, record_state)
+    if ieee:
+        with ieee_sqrt():
+            out["params_ieee_sqrt"] = run_torch_once(name, make_opt, n, seed, steps, segments, decay, lrs, ())["params"]
+    return out
+
+
+def run_torch_once(name, make_opt, n, seed, steps, segments, decay, lrs, record_state):
     p0 = params0(seed, n)
     ps = [t.clone().requires_grad_(True) for t in split_tensors(p0, [s for s, _ in segments])]
     groups = [{"params": [p], "weight_decay": decay if d else 0.0} for p, (_, d) in zip(ps, segments)]
@@ -175,7 +197,7 @@ def classic_family():
          lambda g: torch.optim.RMSprop(g, lr=0.01, alpha=0.9, momentum=0.5, centered=True, foreach=False), 0.0, ("square_avg",)),
     ]
     for k, (name, cfg, make, wd, st) in enumerate(cases):
-        write(name, dict(run_torch(name, make, n, 10 + k, 10, segs, wd, record_state=st), config=cfg))
+        write(name, dict(run_torch(name, make, n, 10 + k, 10, segs, wd, record_state=st, ieee=bool(st)), config=cfg))
 
 
 class Lion(torch.optim.Optimizer):
@@ -247,7 +269,7 @@ def adamw8bit():
             m.lerp_(g[s], 1 - b1)
             v.mul_(b2).addcmul_(g[s], g[s], value=1 - b2)
             bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
-            denom = (v.sqrt() / (bc2 ** 0.5)).add_(eps)
+            denom = (torch.from_numpy(np.sqrt(v.numpy())) / (bc2 ** 0.5)).add_(eps)  # IEEE sqrt
             pb.addcdiv_(m, denom, value=-(lr / bc1))
             am[b], av[b] = m.abs().max(), v.abs().max()
             nm = m / am[b] if am[b] != 0 else torch.zeros_like(m)
