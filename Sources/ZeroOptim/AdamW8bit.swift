@@ -1,0 +1,165 @@
+import ZeroTensor
+
+/// bitsandbytes-style dynamic quantization maps (Dettmers et al., "8-bit Optimizers via
+/// Block-wise Quantization"): 7 decades of exponent, finer fractions in larger decades.
+///
+/// Construction (in Double, then rounded once to Float; the fixture script does the same):
+/// for decade i in 0..<7 with scale 10^(i-6) (literal powers), n = 2^i + 1 (signed) or
+/// 2^(i+1) + 1 (unsigned) boundaries b_j = 0.1 + (1.0 - 0.1) * j / (n - 1), values
+/// scale * (b_j + b_{j+1}) / 2.0 (and their negatives when signed); plus 0 and 1; sorted.
+/// Both maps have exactly 256 codes.
+public enum DynamicQuantizationMap {
+    public static let signed = make(signed: true)
+    public static let unsigned = make(signed: false)
+
+    static func make(signed: Bool) -> [Float] {
+        let scales: [Double] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+        var data: [Double] = []
+        for i in 0..<7 {
+            let n = signed ? (1 << i) + 1 : (1 << (i + 1)) + 1
+            var b: [Double] = []
+            for j in 0..<n { b.append(0.1 + (1.0 - 0.1) * Double(j) / Double(n - 1)) }
+            for j in 0..<(n - 1) {
+                let mean = (b[j] + b[j + 1]) / 2.0
+                data.append(scales[i] * mean)
+                if signed { data.append(-(scales[i] * mean)) }
+            }
+        }
+        data.append(0)
+        data.append(1)
+        precondition(data.count == 256)
+        return data.map { Float($0) }.sorted()
+    }
+
+    /// Decision thresholds between neighbouring codes: (c[k] + c[k+1]) * 0.5 in float32.
+    static func midpoints(_ codes: [Float]) -> [Float] {
+        (0..<(codes.count - 1)).map { (codes[$0] + codes[$0 + 1]) * 0.5 }
+    }
+
+    /// Index of the nearest code: the number of midpoints strictly below x (ties go to the lower code).
+    @inline(__always)
+    static func quantize(_ x: Float, midpoints mid: UnsafeBufferPointer<Float>) -> UInt8 {
+        var lo = 0, hi = mid.count  // answer in [lo, hi]
+        while lo < hi {
+            let k = (lo + hi) >> 1
+            if mid[k] < x { lo = k + 1 } else { hi = k }
+        }
+        return UInt8(lo)
+    }
+}
+
+/// AdamW with m and v stored as 8-bit codes, block-wise (256 elements) with one fp32 absmax
+/// per block and state. Per block and step:
+/// 1. dequantize: m = signedCode[qm] * absmax_m, v = unsignedCode[qv] * absmax_v;
+/// 2. the fp32 AdamW update of `AdamWKernel` (same order, same bits given m and v);
+/// 3. absmax = max |m| (and max v) over the block; q = nearest code of m / absmax
+///    (an all-zero block keeps absmax 0 and the code of 0).
+/// Blocks divide 1024, so shard boundaries (multiples of 1024) never cut a block and the state
+/// reshards like any parameter-aligned array. The fixture script implements the same algorithm.
+final class AdamW8bitOptimizer: ShardOptimizer {
+    let config: OptimizerConfig
+    let count: Int
+    let decay: DecaySegments
+    let block: Int
+    let qm: FlatBuffer<UInt8>, qv: FlatBuffer<UInt8>
+    let absM: FlatBuffer<Float>, absV: FlatBuffer<Float>
+    let signedCodes = DynamicQuantizationMap.signed, unsignedCodes = DynamicQuantizationMap.unsigned
+    let signedMid: [Float], unsignedMid: [Float]
+
+    init(config: OptimizerConfig, count: Int, decay: DecaySegments, ledger: MemoryLedger?) throws {
+        block = config.quantizationBlockSize
+        guard block > 0, 1024 % block == 0 else {
+            throw OptimizerError("8-bit block size \(block) must divide 1024 so blocks align with shards")
+        }
+        self.config = config
+        self.count = count
+        self.decay = decay
+        let blocks = (count + block - 1) / block
+        qm = FlatBuffer(count: count, category: .optimizerState, ledger: ledger)
+        qv = FlatBuffer(count: count, category: .optimizerState, ledger: ledger)
+        absM = FlatBuffer(count: blocks, category: .optimizerState, ledger: ledger)
+        absV = FlatBuffer(count: blocks, category: .optimizerState, ledger: ledger)
+        signedMid = DynamicQuantizationMap.midpoints(signedCodes)
+        unsignedMid = DynamicQuantizationMap.midpoints(unsignedCodes)
+        let zeroM = UInt8(signedCodes.firstIndex(of: 0)!), zeroV = UInt8(unsignedCodes.firstIndex(of: 0)!)
+        qm.fill(zeroM)
+        qv.fill(zeroV)
+    }
+
+    var state: [OptimizerStateArray] {
+        [
+            OptimizerStateArray(name: "exp_avg_q", parametersPerBlock: 1, bytesPerBlock: 1,
+                                bytes: UnsafeMutableRawBufferPointer(qm.pointer)),
+            OptimizerStateArray(name: "exp_avg_sq_q", parametersPerBlock: 1, bytesPerBlock: 1,
+                                bytes: UnsafeMutableRawBufferPointer(qv.pointer)),
+            OptimizerStateArray(name: "exp_avg_absmax", parametersPerBlock: block, bytesPerBlock: 4,
+                                bytes: UnsafeMutableRawBufferPointer(absM.pointer)),
+            OptimizerStateArray(name: "exp_avg_sq_absmax", parametersPerBlock: block, bytesPerBlock: 4,
+                                bytes: UnsafeMutableRawBufferPointer(absV.pointer)),
+        ]
+    }
+    var supportsResharding: Bool { true }
+
+    /// Dequantized moments (for tests and inspection).
+    func dequantized() -> (m: [Float], v: [Float]) {
+        var m = [Float](repeating: 0, count: count), v = m
+        for i in 0..<count {
+            m[i] = signedCodes[Int(qm[i])] * absM[i / block]
+            v[i] = unsignedCodes[Int(qv[i])] * absV[i / block]
+        }
+        return (m, v)
+    }
+
+    func step(master: UnsafeMutableBufferPointer<Float>, gradient: UnsafeBufferPointer<Float>,
+              working: UnsafeMutableBufferPointer<UInt16>?, context: StepContext) throws {
+        try checkStepArguments(count: count, master: master, gradient: gradient, working: working, context: context)
+        var coefficients: [Bool: AdamWKernel.Coefficients] = [:]
+        for d in [false, true] {
+            coefficients[d] = AdamWKernel.Coefficients(config: config, step: context.step,
+                                                       learningRate: context.learningRate, decays: d)
+        }
+        // A decay run may start inside a block: process block by block, each split at run edges.
+        var m = [Float](repeating: 0, count: block), v = m
+        signedMid.withUnsafeBufferPointer { sMid in
+            unsignedMid.withUnsafeBufferPointer { uMid in
+                var runIndex = 0
+                var b = 0
+                while b * block < count {
+                    let lo = b * block, hi = min(count, lo + block), n = hi - lo
+                    let am = absM[b], av = absV[b]
+                    for k in 0..<n {
+                        m[k] = signedCodes[Int(qm[lo + k])] * am
+                        v[k] = unsignedCodes[Int(qv[lo + k])] * av
+                    }
+                    m.withUnsafeMutableBufferPointer { mp in
+                        v.withUnsafeMutableBufferPointer { vp in
+                            var at = lo
+                            while at < hi {
+                                while decay.runs[runIndex].range.upperBound <= at { runIndex += 1 }
+                                let run = decay.runs[runIndex]
+                                let end = min(hi, run.range.upperBound)
+                                AdamWKernel.step(master: master.baseAddress! + at, gradient: gradient.baseAddress! + at,
+                                                 m: mp.baseAddress! + (at - lo), v: vp.baseAddress! + (at - lo),
+                                                 working: working.map { $0.baseAddress! + at }, count: end - at,
+                                                 coefficients[run.decays]!)
+                                at = end
+                            }
+                        }
+                    }
+                    var maxM: Float = 0, maxV: Float = 0
+                    for k in 0..<n {
+                        maxM = max(maxM, abs(m[k]))
+                        maxV = max(maxV, abs(v[k]))
+                    }
+                    absM[b] = maxM
+                    absV[b] = maxV
+                    for k in 0..<n {
+                        qm[lo + k] = DynamicQuantizationMap.quantize(maxM == 0 ? 0 : m[k] / maxM, midpoints: sMid)
+                        qv[lo + k] = DynamicQuantizationMap.quantize(maxV == 0 ? 0 : v[k] / maxV, midpoints: uMid)
+                    }
+                    b += 1
+                }
+            }
+        }
+    }
+}

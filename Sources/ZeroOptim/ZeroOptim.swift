@@ -1,1 +1,0 @@
-// ZeroOptim: see docs/design.md.
