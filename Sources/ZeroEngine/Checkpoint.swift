@@ -75,34 +75,6 @@ public enum Checkpoint {
         }
     }
 
-    /// Writes `data` to `url` through a temporary file, fsync and rename.
-    static func writeAtomically(_ data: Data, to url: URL) throws {
-        let tmp = url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".tmp")
-        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw ConfigError("cannot write \(tmp.path): \(String(cString: strerror(errno)))") }
-        var ok = true
-        data.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n <= 0 { ok = false; break }
-                offset += n
-            }
-        }
-        ok = ok && fsync(fd) == 0
-        close(fd)
-        guard ok, rename(tmp.path, url.path) == 0 else {
-            unlink(tmp.path)
-            throw ConfigError("cannot write \(url.path): \(String(cString: strerror(errno)))")
-        }
-        syncDirectory(url.deletingLastPathComponent())
-    }
-
-    static func syncDirectory(_ url: URL) {
-        let fd = open(url.path, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
-    }
-
     static func sha256Hex(_ data: Data) -> String {
         SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
     }
@@ -113,21 +85,25 @@ extension Trainer {
     public func saveCheckpoint(root: URL) throws {
         let dir = root.appendingPathComponent(Checkpoint.stepDirectoryName(step))
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        var tensors: [SafeTensorsEntry] = []
+        // Views into the master must outlive serialization: collect copies.
+        var masters: [[Float]] = []
+        var raw: [(name: String, bytes: Data)] = []
         for u in 0..<partition.unitCount {
             let shard = partition.shardRange(unit: u, rank: rank)
             let local = plan.fullMaster ? shard : 0 ..< shard.count
-            tensors.append(SafeTensorsEntry(name: "unit.\(u).master", dtype: .f32, shape: [shard.count],
-                                            bytes: Data(buffer: UnsafeBufferPointer(rebasing: master[u].readOnly[local]))))
+            masters.append(Array(master[u].readOnly[local]))
             for array in optimizers[u].state {
                 let lo = local.lowerBound / array.parametersPerBlock * array.bytesPerBlock
                 let hi = local.upperBound / array.parametersPerBlock * array.bytesPerBlock
-                tensors.append(SafeTensorsEntry(name: "unit.\(u).state.\(array.name)", dtype: .u8, shape: [hi - lo],
-                                                bytes: Data(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(array.bytes)[lo..<hi]))))
+                raw.append(("unit.\(u).state.\(array.name)", Data(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(array.bytes)[lo..<hi]))))
             }
         }
-        let data = SafeTensorsEntry.serialize(tensors, metadata: ["rank": "\(rank)", "ranks": "\(ranks)", "step": "\(step)"])
-        try Checkpoint.writeAtomically(data, to: dir.appendingPathComponent(Checkpoint.rankFileName(rank)))
+        let data = withUnitPointers(masters) { pointers in
+            var tensors = pointers.enumerated().map { SafeTensors.Tensor(name: "unit.\($0).master", shape: [$1.count], dtype: .f32, values: $1) }
+            tensors += raw.map { SafeTensors.Tensor(name: $0.name, rawBytes: $0.bytes) }
+            return SafeTensors.serialize(tensors, metadata: ["format": "zero-train-shard", "rank": "\(rank)", "ranks": "\(ranks)", "step": "\(step)"])
+        }
+        try SafeTensors.writeAtomically(data, to: dir.appendingPathComponent(Checkpoint.rankFileName(rank)))
 
         // Every shard is on disk before rank 0 hashes them and writes the manifest last.
         try communicator.barrier()
@@ -149,7 +125,7 @@ extension Trainer {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             encoder.keyEncodingStrategy = .convertToSnakeCase
-            try Checkpoint.writeAtomically(try encoder.encode(manifest), to: dir.appendingPathComponent("manifest.json"))
+            try SafeTensors.writeAtomically(try encoder.encode(manifest), to: dir.appendingPathComponent("manifest.json"))
             try pruneCheckpoints(root: root)
         }
         try communicator.barrier()
@@ -210,14 +186,14 @@ extension Trainer {
 /// by element range of the unpadded unit, whatever rank count wrote it.
 public struct CheckpointReader {
     public let manifest: CheckpointManifest
-    private let files: [SafeTensorsReader]
+    private let files: [SafeTensors]
 
     public init(_ dir: URL) throws {
         manifest = try Checkpoint.readManifest(dir)
         guard manifest.files.count == manifest.ranks else {
             throw ConfigError("checkpoint manifest \(dir.path) lists \(manifest.files.count) shard files for \(manifest.ranks) ranks")
         }
-        var files: [SafeTensorsReader] = []
+        var files: [SafeTensors] = []
         for entry in manifest.files {
             let url = dir.appendingPathComponent(entry.name)
             guard let data = FileManager.default.contents(atPath: url.path) else {
@@ -226,7 +202,7 @@ public struct CheckpointReader {
             guard Checkpoint.sha256Hex(data) == entry.sha256 else {
                 throw ConfigError("checkpoint shard \(url.path) fails its SHA-256 check: the file is damaged")
             }
-            files.append(try SafeTensorsReader(data: data, name: url.path))
+            files.append(try SafeTensors(data: data, source: url.path))
         }
         self.files = files
     }
@@ -240,7 +216,7 @@ public struct CheckpointReader {
         while e < elementRange.upperBound {
             let q = e / oldShard
             let end = min(elementRange.upperBound, (q + 1) * oldShard)
-            let bytes = try files[q].bytes(of: "unit.\(u).\(tensor)")
+            let bytes = try files[q].bytes("unit.\(u).\(tensor)")
             let lo = (e - q * oldShard) / perBlock * bytesPerBlock, hi = (end - q * oldShard) / perBlock * bytesPerBlock
             let dst = (e - elementRange.lowerBound) / perBlock * bytesPerBlock
             out.replaceSubrange(dst ..< dst + (hi - lo), with: bytes[bytes.startIndex + lo ..< bytes.startIndex + hi])
@@ -254,4 +230,18 @@ public struct CheckpointReader {
         let data = try read(unit: u, tensor: "master", elementRange: 0 ..< manifest.units[u].count, bytesPerBlock: 4, perBlock: 1)
         return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
     }
+}
+
+/// Calls `body` with buffer pointers to every array (kept alive for the call).
+public func withUnitPointers<R>(_ units: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) throws -> R) rethrows -> R {
+    var pointers: [UnsafeBufferPointer<Float>] = []
+    func recurse(_ i: Int) throws -> R {
+        if i == units.count { return try body(pointers) }
+        return try units[i].withUnsafeBufferPointer { p in
+            pointers.append(p)
+            defer { pointers.removeLast() }
+            return try recurse(i + 1)
+        }
+    }
+    return try recurse(0)
 }

@@ -26,7 +26,7 @@ public final class Trainer {
 
     let dataset: TokenDataset
     let bf16: Bool
-    let schedule: LearningRateSchedule
+    var schedule: LearningRateScheduler
     let opUnits: [[Int]]
     /// For each unit, the op whose backward is its last use (backward runs ops in reverse).
     let lastBackwardOp: [Int]
@@ -110,6 +110,7 @@ public final class Trainer {
             optimizers.append(try makeOptimizer(
                 optimizerConfig(config), count: masterCount,
                 decaySegments: decaySegments(unit: u, in: base ..< base + masterCount),
+                parameterShapes: config.optimizer == "adafactor" ? parameterShapes(model.layout, unit: u, range: base ..< base + masterCount) : nil,
                 ledger: ledger))
             accumulators.append(GradientAccumulator(count: masterCount, accumulationSteps: accumulationSteps, ledger: ledger))
         }

@@ -66,6 +66,7 @@ extension Trainer {
             updatesApplied += 1
             try update(sums: sums, learningRate: lr)
         }
+        if schedule.config.kind == .reduceOnPlateau { schedule.observe(metric: loss) }
         step += 1
         let seconds = (ContinuousClock.now - start).seconds
         return StepRecord(step: step, loss: loss, learningRate: lr, gradNormPreclip: norm, skipped: skipped,

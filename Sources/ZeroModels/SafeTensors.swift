@@ -12,7 +12,15 @@ import ZeroTensor
 public struct SafeTensors: Sendable {
     public enum DType: String, Sendable, CaseIterable {
         case f32 = "F32", bf16 = "BF16", f16 = "F16"
-        public var byteCount: Int { self == .f32 ? 4 : 2 }
+        /// Raw bytes (checkpoints keep quantized optimizer state this way).
+        case u8 = "U8"
+        public var byteCount: Int {
+            switch self {
+            case .f32: 4
+            case .bf16, .f16: 2
+            case .u8: 1
+            }
+        }
     }
 
     public struct Entry: Sendable, Equatable {
@@ -67,7 +75,7 @@ public struct SafeTensors: Sendable {
             }
             guard let info = value as? [String: Any] else { throw fail("entry \"\(name)\" is not an object") }
             guard let dtypeName = info["dtype"] as? String else { throw fail("entry \"\(name)\" has no dtype") }
-            guard let dtype = DType(rawValue: dtypeName) else { throw fail("entry \"\(name)\" has unsupported dtype \(dtypeName) (F32, BF16, F16 only)") }
+            guard let dtype = DType(rawValue: dtypeName) else { throw fail("entry \"\(name)\" has unsupported dtype \(dtypeName) (F32, BF16, F16, U8 only)") }
             guard let shapeAny = info["shape"] as? [Any], let shape = SafeTensors.integers(shapeAny), shape.allSatisfy({ $0 >= 0 }) else {
                 throw fail("entry \"\(name)\" has a malformed shape")
             }
@@ -132,8 +140,16 @@ public struct SafeTensors: Sendable {
                 for i in 0..<e.count { dst[i] = Float(bitPattern: UInt32(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
             case .f16:
                 for i in 0..<e.count { dst[i] = SafeTensors.halfToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+            case .u8:
+                for i in 0..<e.count { dst[i] = Float(src[i]) }
             }
         }
+    }
+
+    /// The raw little-endian bytes of tensor `name`, whatever its dtype.
+    public func bytes(_ name: String) throws -> Data {
+        guard let e = entry(named: name) else { throw SafeTensorsError("tensor \"\(name)\" is missing") }
+        return data.subdata(in: (data.startIndex + dataStart + e.range.lowerBound)..<(data.startIndex + dataStart + e.range.upperBound))
     }
 
     /// IEEE binary16 to Float (exact).
@@ -154,15 +170,22 @@ public struct SafeTensors: Sendable {
         #endif
     }
 
-    /// One tensor to write: values are converted to `dtype` (bf16 rounds to nearest even).
+    /// One tensor to write: values are converted to `dtype` (bf16 rounds to nearest even),
+    /// or raw bytes written as U8.
     public struct Tensor {
         public var name: String
         public var shape: [Int]
         public var dtype: DType
         public var values: UnsafeBufferPointer<Float>
+        public var rawBytes: Data?
         public init(name: String, shape: [Int], dtype: DType, values: UnsafeBufferPointer<Float>) {
             self.name = name; self.shape = shape; self.dtype = dtype; self.values = values
         }
+        public init(name: String, rawBytes: Data) {
+            self.name = name; self.shape = [rawBytes.count]; self.dtype = .u8; self.values = UnsafeBufferPointer(start: nil, count: 0)
+            self.rawBytes = rawBytes
+        }
+        var elementCount: Int { rawBytes?.count ?? values.count }
     }
 
     /// Serializes tensors (in the given order) and metadata; the header is padded with
@@ -176,8 +199,8 @@ public struct SafeTensors: Sendable {
         }
         var offset = 0
         for t in tensors {
-            precondition(t.values.count == t.shape.reduce(1, *), "tensor \(t.name): \(t.values.count) values for shape \(t.shape)")
-            let bytes = t.values.count * t.dtype.byteCount
+            precondition(t.elementCount == t.shape.reduce(1, *), "tensor \(t.name): \(t.elementCount) values for shape \(t.shape)")
+            let bytes = t.elementCount * t.dtype.byteCount
             parts.append("\(jsonString(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
             offset += bytes
         }
@@ -200,6 +223,8 @@ public struct SafeTensors: Sendable {
             case .f16:
                 var bits = t.values.map { floatToHalf($0).littleEndian }
                 bits.withUnsafeMutableBytes { out.append(contentsOf: $0) }
+            case .u8:
+                if let raw = t.rawBytes { out.append(raw) } else { out.append(contentsOf: t.values.map { UInt8(clamping: Int($0)) }) }
             }
         }
         return out
@@ -211,7 +236,9 @@ public struct SafeTensors: Sendable {
         try writeAtomically(serialize(tensors, metadata: metadata), to: url)
     }
 
-    static func writeAtomically(_ data: Data, to url: URL) throws {
+    /// Writes `data` through a temporary file, fsync and rename, then fsyncs the directory,
+    /// so a crash leaves either the old file or the whole new one under `url`.
+    public static func writeAtomically(_ data: Data, to url: URL) throws {
         let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
         guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
             throw SafeTensorsError("cannot create \(tmp.path)")
@@ -229,6 +256,8 @@ public struct SafeTensors: Sendable {
             try? FileManager.default.removeItem(at: tmp)
             throw SafeTensorsError("cannot rename \(tmp.path) to \(url.path)")
         }
+        let dir = open(url.deletingLastPathComponent().path, O_RDONLY)
+        if dir >= 0 { fsync(dir); close(dir) }
     }
 
     private static func jsonString(_ s: String) -> String {

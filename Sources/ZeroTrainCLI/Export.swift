@@ -39,16 +39,3 @@ struct Export: ParsableCommand {
         }
     }
 }
-
-func withUnitPointers<R>(_ units: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) throws -> R) rethrows -> R {
-    var pointers: [UnsafeBufferPointer<Float>] = []
-    func recurse(_ i: Int) throws -> R {
-        if i == units.count { return try body(pointers) }
-        return try units[i].withUnsafeBufferPointer { p in
-            pointers.append(p)
-            defer { pointers.removeLast() }
-            return try recurse(i + 1)
-        }
-    }
-    return try recurse(0)
-}

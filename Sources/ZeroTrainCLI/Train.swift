@@ -99,9 +99,10 @@ struct Train: ParsableCommand {
         options.resume = resume.map { URL(fileURLWithPath: $0) }
         options.metricsPath = metrics
         options.logEvery = logEvery
-        options.log = { line in print(line); fflush(stdout) }
+        options.log = { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+        let runOptions = options
         try runOnRanks(simulate: simulate, timeout: c.timeout) { comm in
-            _ = try runTraining(config: c, communicator: comm, options: options)
+            _ = try runTraining(config: c, communicator: comm, options: runOptions)
         }
     }
 }
