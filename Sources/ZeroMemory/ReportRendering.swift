@@ -144,15 +144,17 @@ extension MemoryReport {
     }
 
     func scaleTable() -> String {
-        var rows = [["stage", "ZeRO", "model states (bytes)", "GiB", "GB", "padding (bytes)", "comm/step (GB)", budgetLabel(.gib)]]
+        var rows = [["stage", "ZeRO", "model states (bytes)", "+ padding (bytes)", "total GiB", "total GB", "comm/step GB", budgetLabel(.gib)]]
         for s in shownStages {
             let e = stages[s]
-            rows.append([String(s), Self.stageNames[s], String(e.totalBytes), ByteUnit.gib.format(e.totalBytes),
-                         ByteUnit.gb.format(e.totalBytes), String(e.paddingBytes),
-                         ByteUnit.gb.format(e.communicationBytesPerStep), fitText(s)])
+            let exact = Int(exactly: e.modelStateBytes).map(String.init) ?? String(format: "%.2f", e.modelStateBytes)
+            rows.append([String(s), Self.stageNames[s], exact, String(e.paddingBytes), ByteUnit.gib.format(e.totalBytes),
+                         ByteUnit.gb.format(e.totalBytes), ByteUnit.gb.format(e.communicationBytesPerStep), fitText(s)])
         }
-        return table(rows) + "Exact bytes, padding included (each rank's shard aligned to \(1024) elements); "
-            + "GiB = 2^30 bytes, GB = 1e9 bytes.\nComm/step: 16-bit volume per rank, 2 Psi (stages 0-2) or 3 Psi (stage 3).\n"
+        return table(rows, leftColumns: 2)
+            + "Model states: the paper's formulas, exact bytes. Padding: the runtime aligns each rank's shard to 1024 elements\n"
+            + "(shown for the last rank, which owns the tail). GiB = 2^30 bytes, GB = 1e9 bytes.\n"
+            + "Comm/step: 16-bit volume sent per rank, 2 Psi (stages 0-2) or 3 Psi (stage 3).\n"
     }
 
     func paperTable() -> String {
@@ -162,7 +164,7 @@ extension MemoryReport {
             rows.append([String(s), Self.stageNames[s], Self.stageFormulas[s], String(format: "%.4f", gb),
                          PaperRounding.table(gb), PaperRounding.figure(gb), fitText(s)])
         }
-        return table(rows) + "The paper's real-valued formulas (no padding), GB = 1e9 bytes, printed with the paper's rounding:\n"
+        return table(rows, leftColumns: 3) + "The paper's real-valued formulas (no padding), GB = 1e9 bytes, printed with the paper's rounding:\n"
             + "Table 1 truncates from 100 GB up and rounds half up to 1 decimal (10-100) or 2 (below 10); Figure 1 keeps 1 decimal.\n"
     }
 
@@ -216,14 +218,14 @@ extension MemoryReport {
         let z2 = DeepSpeedEstimate.zero2(totalParameters: parameters, gpusPerNode: ranks, cpuOffload: false)
         let z3 = DeepSpeedEstimate.zero3(totalParameters: parameters, largestLayerParameters: largest, gpusPerNode: ranks,
                                          cpuOffload: false, cpuOffloadParameters: false, zeroInit: true)
-        let gib = ByteUnit.gib
-        var rows = [["no offload, GiB per rank", "DeepSpeed", "ours: model states", "ours: total"]]
+        let unit = ByteUnit.binary(for: Double(max(z2.gpu, stages[2].totalBytes)))
+        var rows = [["no offload, \(unit.name) per rank", "DeepSpeed", "ours: model states", "ours: total"]]
         for (s, ds) in [(2, z2.gpu), (3, z3.gpu)] {
             let e = stages[s]
             let states = e.bytes(.weights) + e.bytes(.master) + e.bytes(.optimizerState) + e.bytes(.gradients)
-            rows.append(["stage \(s)", gib.format(ds), gib.format(states), gib.format(e.totalBytes)])
+            rows.append(["stage \(s)", unit.format(ds), unit.format(states), unit.format(e.totalBytes)])
         }
-        return out + "\n" + table(rows)
+        return out + "\n" + table(rows) + "Units: \(unit.legend). Ours: model states = weights + master + optimizer_state + gradients.\n"
     }
 
     func measuredText(_ m: MeasuredMemory) -> String {
@@ -245,11 +247,11 @@ extension MemoryReport {
     }
 
     /// Left column left-aligned, the others right-aligned, two spaces apart.
-    func table(_ rows: [[String]]) -> String {
+    func table(_ rows: [[String]], leftColumns: Int = 1) -> String {
         let widths = (0..<(rows.map(\.count).max() ?? 0)).map { c in rows.map { c < $0.count ? $0[c].count : 0 }.max()! }
         return rows.map { row in
             row.enumerated().map { c, cell in
-                c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) : cell.leftPadded(widths[c])
+                c < leftColumns ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) : cell.leftPadded(widths[c])
             }.joined(separator: "  ")
         }.joined(separator: "\n") + "\n"
     }
