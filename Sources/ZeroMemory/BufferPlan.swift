@@ -137,17 +137,19 @@ public struct RunConfiguration: Sendable {
     public func validate() throws {
         try validateStage(stage)
         try validateRanks(ranks)
-        guard microBatch >= 1 else { throw MemoryModelError("micro-batch must be at least 1 (got \(microBatch))") }
+        guard (1...1_000_000).contains(microBatch) else {
+            throw MemoryModelError("micro-batch must be 1...1000000 (got \(microBatch))")
+        }
         guard sequenceLength >= 1, sequenceLength <= model.contextLength else {
             throw MemoryModelError("sequence length must be 1...\(model.contextLength) for \(model.name) (got \(sequenceLength))")
         }
-        guard accumulationSteps >= 1 else {
-            throw MemoryModelError("gradient accumulation steps must be at least 1 (got \(accumulationSteps))")
+        guard (1...1_000_000).contains(accumulationSteps) else {
+            throw MemoryModelError("gradient accumulation steps must be 1...1000000 (got \(accumulationSteps))")
         }
-        guard optimizerBytesPerParameter >= 4 else {
+        guard (4...64).contains(optimizerBytesPerParameter) else {
             throw MemoryModelError("optimizer bytes per parameter must include the 4-byte fp32 master (got \(optimizerBytesPerParameter))")
         }
-        guard alignment >= 1 else { throw MemoryModelError("alignment must be at least 1 (got \(alignment))") }
+        guard (1...1 << 20).contains(alignment) else { throw MemoryModelError("alignment must be 1...\(1 << 20) elements (got \(alignment))") }
     }
 
     public var units: UnitPlan { .gpt(model, ranks: ranks, alignment: alignment) }

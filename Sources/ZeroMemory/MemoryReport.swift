@@ -177,7 +177,7 @@ public struct MemoryReport: Sendable {
     /// Doubling from `ranks`, the fewest ranks at which `bytes(ranks)` fits, up to 2^24 ranks.
     static func fewestRanks(from ranks: Int, budget: Int, bytes: (Int) -> Int) -> Int? {
         var n = ranks
-        while n <= 1 << 24 {
+        while n <= maximumRanks {
             if bytes(n) <= budget { return n }
             n *= 2
         }

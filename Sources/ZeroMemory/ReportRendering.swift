@@ -62,10 +62,11 @@ extension MemoryReport {
 
     func stageJSON(_ e: StageEstimate) -> JSONValue {
         var categories: [(String, JSONValue)] = MemoryCategory.allCases.map { ($0.rawValue, .int(e.bytes($0))) }
-        categories.append(("padding", .int(e.paddingBytes)))
+        categories.append(("padding", .int(e.paddingBytes)))   // already inside the categories above
         var fields: [(String, JSONValue)] = [
             ("stage", .int(e.stage)), ("model_states_bytes", .bytes(e.modelStateBytes)),
-            ("categories", .object(categories)), ("total_bytes", .int(e.totalBytes)),
+            ("categories", .object(categories)), ("padding_included_in_categories", .bool(true)),
+            ("total_bytes", .int(e.totalBytes)),
             ("communication_bytes_per_step", .bytes(e.communicationBytesPerStep)),
         ]
         fields.append(("fits", fits(e.stage).map(JSONValue.bool) ?? .null))

@@ -56,7 +56,11 @@ public func validateStage(_ stage: Int) throws {
     }
 }
 
-/// Throws unless `ranks` is at least 1.
+/// The most ranks the model accepts (2^24), far beyond any cluster, so byte counts stay in Int.
+public let maximumRanks = 1 << 24
+
+/// Throws unless `ranks` is in 1...2^24.
 public func validateRanks(_ ranks: Int) throws {
     guard ranks >= 1 else { throw MemoryModelError("ranks must be at least 1 (got \(ranks))") }
+    guard ranks <= maximumRanks else { throw MemoryModelError("ranks must be at most \(maximumRanks) (got \(ranks))") }
 }

@@ -17,16 +17,17 @@ struct Memory: ParsableCommand {
         """
     )
 
-    @Option(help: "Parameter count for the scale view: 7.5e9, 7.5B, 124M, 1T.")
+    // Unconditional parsing hands "-5" to our parser, which says what is wrong with it.
+    @Option(parsing: .unconditional, help: "Parameter count for the scale view: 7.5e9, 7.5B, 124M, 1T.")
     var params: String?
 
     @Option(help: "Preset model for the runtime view: \(GPTConfig.presets.map(\.name).joined(separator: ", ")).")
     var model: String?
 
-    @Option(help: "Number of ranks N (data-parallel degree).")
+    @Option(parsing: .unconditional, help: "Number of ranks N (data-parallel degree).")
     var ranks: Int = 1
 
-    @Option(help: "Show one stage (0-3); all by default.")
+    @Option(parsing: .unconditional, help: "Show one stage (0-3); all by default.")
     var stage: Int?
 
     @Option(help: "Micro-batch size B per rank (runtime view).")

@@ -116,6 +116,14 @@ import ZeroTensor
         #expect(throws: MemoryModelError.self) { try MemoryInput.byteSize("-1GiB") }
         #expect(throws: MemoryModelError("stage must be 0, 1, 2 or 3 (got 4)")) { try validateStage(4) }
         #expect(throws: MemoryModelError("ranks must be at least 1 (got 0)")) { try validateRanks(0) }
+        #expect(throws: MemoryModelError.self) { try validateRanks(Int.max) }
+        #expect(throws: MemoryModelError.self) {
+            try MemoryReport.runtime(RunConfiguration(model: .tiny, ranks: 2, stage: 0, microBatch: 0, sequenceLength: 16))
+        }
+        #expect(throws: MemoryModelError.self) {
+            try MemoryReport.runtime(RunConfiguration(model: .tiny, ranks: 2, stage: 0, microBatch: 1, sequenceLength: 16,
+                                                      accumulationSteps: 0))
+        }
         #expect(throws: MemoryModelError.self) { try MemoryInput.model(named: "gpt-huge") }
         #expect(throws: MemoryModelError.self) { try MemoryReport.scale(parameters: 7_500_000_000, ranks: 0) }
         #expect(throws: MemoryModelError.self) { try MemoryReport.scale(parameters: 10, ranks: 1, stages: [4]) }
