@@ -12,7 +12,7 @@ struct Memory: ParsableCommand {
           zero-train memory --params 7.5e9 --ranks 64 [--paper] [--deepspeed]
           zero-train memory --table1                  the paper's Table 1, recomputed
         Runtime view (every buffer the engine allocates, by category):
-          zero-train memory --model gpt-small --ranks 4 --micro-batch 8 --seq-len 128 --stage 3
+          zero-train memory --model gpt-small --ranks 4 --micro-batch 8 --stage 3
         Units: GiB = 2^30 bytes, GB = 1e9 bytes. See docs/memory.md for every term.
         """
     )
