@@ -205,6 +205,11 @@ extension MemoryReport {
             } else {
                 out += " No rank count up to 2^24 makes stage 3 fit.\n"
             }
+            let activations = stages[3].bytes(.activations)
+            if activations >= budget / 2 {
+                out += "Activations alone take \(gib.format(activations)) GiB and do not shrink with ranks: "
+                    + "lower --micro-batch or --seq-len (raise --grad-accum to keep the batch).\n"
+            }
         }
         return out
     }
