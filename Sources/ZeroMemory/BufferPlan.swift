@@ -1,0 +1,269 @@
+import ZeroModels
+import ZeroTensor
+
+/// Elements of a buffer on one rank: as allocated (padded) and how many of them hold
+/// real parameters. Their difference is the padding that buffer carries.
+public struct ElementCount: Sendable, Equatable {
+    public var padded: Int
+    public var real: Int
+    public init(padded: Int, real: Int) { self.padded = padded; self.real = real }
+    public static func + (a: Self, b: Self) -> Self { .init(padded: a.padded + b.padded, real: a.real + b.real) }
+    public static let zero = ElementCount(padded: 0, real: 0)
+}
+
+/// The parameter units of a model, padded for N ranks, and which units each op reads.
+///
+/// Each unit u is padded to P_u = roundup(count_u, N * A) elements (A = alignment) so that
+/// every rank owns an equal, aligned shard S_u = P_u / N. Rank r owns elements
+/// [r S_u, (r+1) S_u) of each unit, so the tail padding sits on the last ranks.
+public struct UnitPlan: Sendable, Equatable {
+    /// Unpadded elements per unit.
+    public var counts: [Int]
+    /// Units read by each forward op (backward runs them in reverse).
+    public var opUnits: [[Int]]
+    public var ranks: Int
+    public var alignment: Int
+    /// The rank whose padding the report shows (default: the last, which owns the most).
+    public var rank: Int
+
+    public init(counts: [Int], opUnits: [[Int]], ranks: Int, alignment: Int = 1024, rank: Int? = nil) {
+        self.counts = counts; self.opUnits = opUnits; self.ranks = ranks
+        self.alignment = alignment; self.rank = rank ?? ranks - 1
+    }
+
+    /// A GPT's units: embeddings (V+T)C, L blocks, final 2C; ops: embedding [0],
+    /// block i [i], head [final, embedding] (the head is tied to wte).
+    public static func gpt(_ config: GPTConfig, ranks: Int, alignment: Int = 1024, rank: Int? = nil) -> UnitPlan {
+        let counts = [config.embeddingUnitCount]
+            + Array(repeating: config.blockUnitCount, count: config.layers) + [config.finalUnitCount]
+        let final = config.layers + 1
+        let ops = [[0]] + (0..<config.layers).map { [$0 + 1] } + [[final, 0]]
+        return UnitPlan(counts: counts, opUnits: ops, ranks: ranks, alignment: alignment, rank: rank)
+    }
+
+    /// One flat unit of `parameters` elements with a single op: the scale view.
+    public static func flat(parameters: Int, ranks: Int, alignment: Int = 1024) -> UnitPlan {
+        UnitPlan(counts: [parameters], opUnits: [[0]], ranks: ranks, alignment: alignment)
+    }
+
+    /// P_u: unit u's padded element count.
+    public func padded(_ u: Int) -> Int {
+        let quantum = ranks * alignment
+        return (counts[u] + quantum - 1) / quantum * quantum
+    }
+    /// S_u = P_u / N: unit u's shard on every rank.
+    public func shard(_ u: Int) -> Int { padded(u) / ranks }
+    /// Real (non-padding) elements of unit u in `rank`'s shard.
+    public func realShard(_ u: Int, rank r: Int) -> Int {
+        min(max(counts[u] - r * shard(u), 0), shard(u))
+    }
+
+    public var units: Range<Int> { counts.indices }
+    /// Psi: all real parameters.
+    public var parameterCount: Int { counts.reduce(0, +) }
+
+    /// Unit u, full.
+    public func full(_ u: Int) -> ElementCount { .init(padded: padded(u), real: counts[u]) }
+    /// All units, full (P elements).
+    public var all: ElementCount { units.reduce(.zero) { $0 + full($1) } }
+    /// The reporting rank's shard of all units (S = P / N elements).
+    public var ownedShard: ElementCount {
+        units.reduce(.zero) { $0 + ElementCount(padded: shard($1), real: realShard($1, rank: rank)) }
+    }
+    /// The largest single unit among `candidates` (by padded size).
+    public func largestUnit(among candidates: some Sequence<Int>) -> ElementCount {
+        candidates.map(full).max { ($0.padded, $0.real) < ($1.padded, $1.real) } ?? .zero
+    }
+    /// The largest op: the most elements resident for one op's units.
+    public var largestOp: ElementCount {
+        opUnits.map { $0.reduce(.zero) { $0 + full($1) } }.max { ($0.padded, $0.real) < ($1.padded, $1.real) } ?? .zero
+    }
+}
+
+/// One buffer (or group of buffers) of the plan: its category, bytes as allocated,
+/// and how many of those bytes are padding.
+public struct BufferTerm: Sendable, Equatable, Codable {
+    public var category: MemoryCategory
+    /// What it is, e.g. "fp32 master (owned shard)".
+    public var name: String
+    public var bytes: Int
+    public var paddingBytes: Int
+    public init(category: MemoryCategory, name: String, bytes: Int, paddingBytes: Int = 0) {
+        self.category = category; self.name = name; self.bytes = bytes; self.paddingBytes = paddingBytes
+    }
+    /// `bytesPerElement` times `elements` (times `copies`), padding included.
+    public init(_ category: MemoryCategory, _ name: String, bytesPerElement b: Int, _ e: ElementCount, copies: Int = 1) {
+        self.init(category: category, name: name, bytes: b * e.padded * copies,
+                  paddingBytes: b * (e.padded - e.real) * copies)
+    }
+}
+
+/// Activation bytes a model keeps for (batch, sequence): forward saves plus backward scratch.
+public typealias ActivationBytes = @Sendable (GPTConfig, _ batchSize: Int, _ sequenceLength: Int) -> Int
+
+/// What the runtime allocates per rank for one run configuration.
+public struct RunConfiguration: Sendable {
+    public var model: GPTConfig
+    public var ranks: Int
+    public var stage: Int
+    public var microBatch: Int
+    public var sequenceLength: Int
+    /// A: micro-batches accumulated per optimizer step (per rank).
+    public var accumulationSteps: Int
+    public var precision: PrecisionMode
+    /// K: optimizer bytes per parameter, fp32 master included (AdamW: 12).
+    public var optimizerBytesPerParameter: Int
+    /// A: alignment of every unit's padding, in elements (the engine's 1024).
+    public var alignment: Int
+    /// The model's activation bytes; default `ActivationEstimate.gpt2`.
+    public var activationBytes: ActivationBytes
+    /// Communicator receive scratch; nil means 4 * max_u P_u (fp32 receive of the largest unit).
+    public var communicationScratchBytes: Int?
+
+    public init(model: GPTConfig, ranks: Int, stage: Int, microBatch: Int, sequenceLength: Int,
+                accumulationSteps: Int = 1, precision: PrecisionMode = .bf16,
+                optimizerBytesPerParameter: Int = 12, alignment: Int = 1024,
+                activationBytes: @escaping ActivationBytes = ActivationEstimate.gpt2,
+                communicationScratchBytes: Int? = nil)
+    {
+        self.model = model; self.ranks = ranks; self.stage = stage; self.microBatch = microBatch
+        self.sequenceLength = sequenceLength; self.accumulationSteps = accumulationSteps
+        self.precision = precision; self.optimizerBytesPerParameter = optimizerBytesPerParameter
+        self.alignment = alignment; self.activationBytes = activationBytes
+        self.communicationScratchBytes = communicationScratchBytes
+    }
+
+    /// Throws one clear line for an impossible configuration.
+    public func validate() throws {
+        try validateStage(stage)
+        try validateRanks(ranks)
+        guard (1...1_000_000).contains(microBatch) else {
+            throw MemoryModelError("micro-batch must be 1...1000000 (got \(microBatch))")
+        }
+        guard sequenceLength >= 1, sequenceLength <= model.contextLength else {
+            throw MemoryModelError("sequence length must be 1...\(model.contextLength) for \(model.name) (got \(sequenceLength))")
+        }
+        guard (1...1_000_000).contains(accumulationSteps) else {
+            throw MemoryModelError("gradient accumulation steps must be 1...1000000 (got \(accumulationSteps))")
+        }
+        guard (4...64).contains(optimizerBytesPerParameter) else {
+            throw MemoryModelError("optimizer bytes per parameter must include the 4-byte fp32 master (got \(optimizerBytesPerParameter))")
+        }
+        guard (1...1 << 20).contains(alignment) else { throw MemoryModelError("alignment must be 1...\(1 << 20) elements (got \(alignment))") }
+    }
+
+    public var units: UnitPlan { .gpt(model, ranks: ranks, alignment: alignment) }
+}
+
+/// The runtime's buffer plan, term by term (docs/memory.md derives each one).
+/// Each function is one term, so a term can be adjusted in one place.
+public enum BufferPlan {
+    /// Partial sums kept by the binary-counter accumulation: floor(log2 A) + 1.
+    public static func accumulationLevels(_ steps: Int) -> Int {
+        precondition(steps >= 1)
+        return Int.bitWidth - steps.leadingZeroBitCount
+    }
+
+    /// Working weights: stages 0-2 a full replica (w P), stage 3 the owned shard (w S).
+    public static func weights(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
+        c.stage >= 3
+            ? BufferTerm(.weights, "working weights (owned shard)", bytesPerElement: c.precision.workingWeightBytes, u.ownedShard)
+            : BufferTerm(.weights, "working weights (full replica)", bytesPerElement: c.precision.workingWeightBytes, u.all)
+    }
+
+    /// The master range: stage 0 all of P, stages 1-3 the owned shard S.
+    static func masterRange(_ c: RunConfiguration, _ u: UnitPlan) -> ElementCount {
+        c.stage == 0 ? u.all : u.ownedShard
+    }
+
+    /// fp32 master: 4 P at stage 0, 4 S at stages 1-3 (kept apart from the working copy
+    /// even in fp32 mode).
+    public static func master(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
+        BufferTerm(.master, c.stage == 0 ? "fp32 master (full)" : "fp32 master (owned shard)",
+                   bytesPerElement: 4, masterRange(c, u))
+    }
+
+    /// Optimizer state: K - 4 bytes per element of the master range (AdamW: m and v, 8).
+    public static func optimizerState(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
+        BufferTerm(.optimizerState, "optimizer state (K - 4 bytes per master element)",
+                   bytesPerElement: c.optimizerBytesPerParameter - 4, masterRange(c, u))
+    }
+
+    /// fp32 micro-batch gradients the model writes into: stages 0-1 every unit (4 P);
+    /// stages 2-3 the embedding unit (live through backward, the head is tied) plus the
+    /// largest other unit being back-propagated: 4 (P_0 + max_{u>0} P_u).
+    public static func modelGradients(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
+        if c.stage <= 1 {
+            return BufferTerm(.gradients, "fp32 model gradients (all units)", bytesPerElement: 4, u.all)
+        }
+        let live = u.full(0) + u.largestUnit(among: u.units.dropFirst())
+        return BufferTerm(.gradients, "fp32 model gradients (embedding + largest unit)", bytesPerElement: 4, live)
+    }
+
+    /// Gradient wire copy (bf16 in bf16 mode): stages 0-1 g P, stages 2-3 g max_u P_u.
+    public static func gradientWire(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
+        let g = c.precision.gradientWireBytes
+        return c.stage <= 1
+            ? BufferTerm(.gradients, "gradient wire copy (all units)", bytesPerElement: g, u.all)
+            : BufferTerm(.gradients, "gradient wire copy (largest unit)", bytesPerElement: g, u.largestUnit(among: u.units))
+    }
+
+    /// Reduced fp32 gradient partials of the binary-counter accumulation: levels copies of
+    /// 4 P at stage 0, of 4 S at stages 1-3.
+    public static func gradientPartials(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
+        let levels = accumulationLevels(c.accumulationSteps)
+        return BufferTerm(.gradients, "reduced fp32 gradient partials x \(levels) level\(levels == 1 ? "" : "s")",
+                          bytesPerElement: 4, masterRange(c, u), copies: levels)
+    }
+
+    /// Activations, from the model's function (forward saves plus backward scratch).
+    public static func activations(_ c: RunConfiguration) -> BufferTerm {
+        BufferTerm(category: .activations, name: "activations (B=\(c.microBatch), T=\(c.sequenceLength))",
+                   bytes: c.activationBytes(c.model, c.microBatch, c.sequenceLength))
+    }
+
+    /// Communicator receive scratch: N chunks of the largest message. Default: the fp32
+    /// reduce-scatter of the largest unit, 4 max_u P_u.
+    public static func communication(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
+        if let bytes = c.communicationScratchBytes {
+            return BufferTerm(category: .communication, name: "communicator scratch (given)", bytes: bytes)
+        }
+        return BufferTerm(.communication, "communicator receive scratch (fp32, largest unit)",
+                          bytesPerElement: 4, u.largestUnit(among: u.units))
+    }
+
+    /// Stage 3 only: the current op's units gathered (w bytes) plus, in bf16 mode, their
+    /// fp32 widened copy; the largest op (for a GPT the head: final + embedding).
+    public static func gathered(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm? {
+        guard c.stage >= 3 else { return nil }
+        let widen = c.precision == .bf16 ? 4 : 0
+        return BufferTerm(.gathered, c.precision == .bf16 ? "gathered units of the largest op (bf16 + fp32 widened)"
+                                                         : "gathered units of the largest op (fp32)",
+                          bytesPerElement: c.precision.workingWeightBytes + widen, u.largestOp)
+    }
+
+    /// Stages 0-2 in bf16 mode: fp32 compute copies of the largest op's weights
+    /// (the engine widens each op's units before computing). Stage 3 counts this in gathered.
+    public static func computeCopies(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm? {
+        guard c.stage <= 2, c.precision == .bf16 else { return nil }
+        return BufferTerm(.scratch, "fp32 compute copy of the largest op's weights", bytesPerElement: 4, u.largestOp)
+    }
+
+    /// Data batch buffers: tokens and targets, int32, B x T each.
+    public static func dataBatches(_ c: RunConfiguration) -> BufferTerm {
+        BufferTerm(category: .scratch, name: "data batch (tokens + targets, int32)",
+                   bytes: 2 * 4 * c.microBatch * c.sequenceLength)
+    }
+
+    /// Every term for `c`, in category order.
+    public static func terms(for c: RunConfiguration) -> [BufferTerm] {
+        let u = c.units
+        let all: [BufferTerm?] = [
+            weights(c, u), master(c, u), optimizerState(c, u),
+            modelGradients(c, u), gradientWire(c, u), gradientPartials(c, u),
+            activations(c), communication(c, u), gathered(c, u),
+            computeCopies(c, u), dataBatches(c),
+        ]
+        return all.compactMap { $0 }
+    }
+}

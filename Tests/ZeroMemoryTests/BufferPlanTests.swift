@@ -1,0 +1,95 @@
+import Testing
+import ZeroMemory
+import ZeroModels
+
+/// The runtime's buffer plan, checked against hand arithmetic for gpt-tiny on 2 ranks.
+///
+/// gpt-tiny: V 256, T 64, C 64, L 2. Units: embedding (256 + 64) 64 = 20480, block 49984,
+/// final 128; Psi 120576. N A = 2048: P_0 = 20480, P_block = 51200, P_final = 2048,
+/// P = 124928, S = 62464. The last rank's shard holds 10240 + 2 x 24384 + 0 = 59008 real
+/// elements, so 3456 padding.
+@Suite struct BufferPlanTests {
+    let tiny = GPTConfig.tiny
+
+    @Test func units() {
+        let u = UnitPlan.gpt(tiny, ranks: 2)
+        #expect(u.counts == [20480, 49984, 49984, 128])
+        #expect(u.units.map(u.padded) == [20480, 51200, 51200, 2048])
+        #expect(u.opUnits == [[0], [1], [2], [3, 0]])
+        #expect(u.all == ElementCount(padded: 124928, real: 120576))
+        #expect(u.ownedShard == ElementCount(padded: 62464, real: 59008))
+        #expect(UnitPlan.gpt(tiny, ranks: 2, rank: 0).ownedShard == ElementCount(padded: 62464, real: 10240 + 2 * 25600 + 128))
+        #expect(u.largestOp == ElementCount(padded: 51200, real: 49984))
+    }
+
+    @Test func accumulationLevels() {
+        #expect([1, 2, 3, 4, 6, 8, 1000].map(BufferPlan.accumulationLevels) == [1, 2, 2, 3, 3, 4, 10])
+    }
+
+    @Test func activationEstimate() {
+        // bt = 32: encoded 2048 + L (18 bt C + 4 bt + B NH T T = 39040) + lnf 2048 + 64 + logits 8192.
+        #expect(ActivationEstimate.gpt2ForwardValues(tiny, batchSize: 2, sequenceLength: 16) == 90432)
+        #expect(ActivationEstimate.gpt2(tiny, 2, 16) == 90432 * 8)
+    }
+
+    @Test func stage3Bytes() {
+        let run = RunConfiguration(model: tiny, ranks: 2, stage: 3, microBatch: 2, sequenceLength: 16)
+        let e = MemoryReport.runtimeEstimate(run, stage: 3)
+        #expect(e.bytes(.weights) == 2 * 62464)
+        #expect(e.bytes(.master) == 4 * 62464)
+        #expect(e.bytes(.optimizerState) == 8 * 62464)
+        // fp32 model gradients 4 (P_0 + P_block) + wire 2 P_block + one partial 4 S.
+        #expect(e.bytes(.gradients) == 4 * (20480 + 51200) + 2 * 51200 + 4 * 62464)
+        #expect(e.bytes(.activations) == 90432 * 8)
+        #expect(e.bytes(.communication) == 4 * 51200)
+        #expect(e.bytes(.gathered) == (2 + 4) * 51200)
+        #expect(e.bytes(.scratch) == 2 * 4 * 2 * 16)
+        let padding = 3456 * (2 + 4 + 8) + 4 * 1216 + 2 * 1216 + 4 * 3456 + 4 * 1216 + 6 * 1216
+        #expect(e.paddingBytes == padding)
+        #expect(e.totalBytes == e.categories.values.reduce(0, +))
+        #expect(e.modelStateBytes == 16 * 120576 / 2)
+    }
+
+    @Test func stage0Bytes() {
+        let run = RunConfiguration(model: tiny, ranks: 2, stage: 0, microBatch: 2, sequenceLength: 16, accumulationSteps: 6)
+        let e = MemoryReport.runtimeEstimate(run, stage: 0)
+        #expect(e.bytes(.weights) == 2 * 124928)
+        #expect(e.bytes(.master) == 4 * 124928)
+        #expect(e.bytes(.optimizerState) == 8 * 124928)
+        #expect(e.bytes(.gradients) == 4 * 124928 + 2 * 124928 + 3 * 4 * 124928)   // 3 levels for A = 6
+        #expect(e.bytes(.gathered) == 0)
+        #expect(e.bytes(.scratch) == 4 * 51200 + 256)                                   // fp32 compute copy + batch
+        #expect(e.paddingBytes == 4352 * (2 + 4 + 8 + 4 + 2 + 12) + 4 * 1216 + 4 * 1216)
+    }
+
+    @Test func stages1And2AndFp32() {
+        let run = RunConfiguration(model: tiny, ranks: 2, stage: 1, microBatch: 2, sequenceLength: 16, precision: .fp32)
+        let s1 = MemoryReport.runtimeEstimate(run, stage: 1)
+        #expect(s1.bytes(.weights) == 4 * 124928)
+        #expect(s1.bytes(.master) == 4 * 62464)
+        #expect(s1.bytes(.gradients) == 4 * 124928 + 4 * 124928 + 4 * 62464)
+        #expect(s1.bytes(.scratch) == 256)                                              // no widening in fp32
+        let s2 = MemoryReport.runtimeEstimate(run, stage: 2)
+        #expect(s2.bytes(.gradients) == 4 * (20480 + 51200) + 4 * 51200 + 4 * 62464)
+        let s3 = MemoryReport.runtimeEstimate(run, stage: 3)
+        #expect(s3.bytes(.gathered) == 4 * 51200)
+    }
+
+    @Test func pluggableTerms() {
+        var run = RunConfiguration(model: tiny, ranks: 2, stage: 2, microBatch: 2, sequenceLength: 16,
+                                   activationBytes: { _, b, t in 1000 * b * t }, communicationScratchBytes: 12345)
+        run.optimizerBytesPerParameter = 8
+        let e = MemoryReport.runtimeEstimate(run, stage: 2)
+        #expect(e.bytes(.activations) == 32_000)
+        #expect(e.bytes(.communication) == 12345)
+        #expect(e.bytes(.optimizerState) == 4 * 62464)
+    }
+
+    @Test func scaleViewPadding() {
+        // 7.5e9 on 64 ranks: one flat buffer padded to 65536 multiples adds 5376 elements.
+        let e = MemoryReport.scaleEstimate(stage: 3, parameters: 7_500_000_000, ranks: 64, k: 12, alignment: 1024)
+        #expect(e.modelStateBytes == 1.875e9)
+        #expect(e.paddingBytes == 5376 * 16)
+        #expect(e.totalBytes == 7_500_005_376 / 64 * 16)
+    }
+}
