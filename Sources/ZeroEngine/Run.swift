@@ -40,6 +40,7 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
     let vocab = GPTConfig.named(config.model)?.vocabularySize ?? 256
     let dataset = try config.data.map { try TokenDataset(contentsOf: URL(fileURLWithPath: $0), vocabularySize: vocab) }
         ?? TokenDataset.embedded()
+    try dataset.validate(sequenceLength: config.seqLen)
     let trainer = try Trainer(config: config, communicator: comm, dataset: dataset, ledger: ledger)
     let isRoot = comm.rank == 0
     let log: (String) -> Void = { if isRoot { options.log($0) } }

@@ -23,8 +23,9 @@ func simulate(_ config: TrainingConfig, ranks: Int, resume: URL? = nil) throws -
     var options = RunOptions()
     options.resume = resume
     options.log = { _ in }
+    let opts = options
     let summaries = try SimulatedCluster.run(ranks: ranks, timeout: .seconds(120)) { comm in
-        try runTraining(config: config, communicator: comm, options: options)
+        try runTraining(config: config, communicator: comm, options: opts)
     }
     for s in summaries { precondition(s.paramsSHA256 == summaries[0].paramsSHA256, "ranks disagree") }
     return summaries[0]
