@@ -7,9 +7,10 @@ import ZeroTensor
 /// sgemm rate of the model's largest matmul, measured in the same run.
 ///
 /// FLOPs counted (matmuls only, 2 m n k each, attention included):
-///   forward  F = L (24 N C^2 + 4 B T^2 C) + 2 N C V,  N = B T
-///   (qkv 6NC^2, attn proj 2NC^2, fc 8NC^2, fc proj 8NC^2; q k^T and att v 2BT^2C each,
-///   counted over the full T x T as computed; tied head 2NCV)
+///   forward  F = L (24 N C^2 + 2 B T (T + 1) C) + 2 N C V,  N = B T
+///   (qkv 6NC^2, attn proj 2NC^2, fc 8NC^2, fc proj 8NC^2; q k^T and att v B T (T + 1) C
+///   each, the causal lower triangle only (the kernel's 64-row blocks compute a little
+///   more, uncounted); tied head 2NCV)
 ///   backward = 2 F (two matmuls per forward matmul), total = 3 F.
 struct BenchStep: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,7 +43,7 @@ struct BenchStep: ParsableCommand {
 
     static func forwardFlops(_ c: GPTConfig, B: Int, T: Int) -> Double {
         let N = Double(B * T), C = Double(c.channels), L = Double(c.layers), V = Double(c.vocabularySize)
-        return L * (24 * N * C * C + 4 * Double(B) * Double(T) * Double(T) * C) + 2 * N * C * V
+        return L * (24 * N * C * C + 2 * Double(B) * Double(T) * Double(T + 1) * C) + 2 * N * C * V
     }
 
     func run() throws {
