@@ -6,7 +6,11 @@ import ZeroTensor
 /// L+1 = ln_f, tied head (logits = x wte^T) and mean cross-entropy (units L+1 and 0).
 /// Activations for one micro-batch of B x T are allocated once, in category
 /// `.activations`, and `activationBytes` reports exactly that size.
-public final class GPT: TrainableModel {
+///
+/// State flows between ops (activations forward, the residual-stream gradient backward),
+/// so call `setBatch`, every forward op in order, then every backward op in reverse.
+/// One thread at a time (`@unchecked Sendable` so a rank thread can own it).
+public final class GPT: TrainableModel, @unchecked Sendable {
     public let config: GPTConfig
     public let layout: ParameterLayout
     public let batchSize: Int

@@ -5,8 +5,8 @@ import ZeroTensor
 /// Layer 0 is an embedding of the token (a Linear on its one-hot: row lookup plus bias)
 /// followed by ReLU; layers 1..<n are Linear + ReLU; layer n is a Linear to V logits
 /// followed by mean cross-entropy. One unit per layer ("layers.k.weight" [in, out],
-/// "layers.k.bias" [out]); op k = layer k.
-public final class MLP: TrainableModel {
+/// "layers.k.bias" [out]); op k = layer k. Same calling order and threading rule as `GPT`.
+public final class MLP: TrainableModel, @unchecked Sendable {
     public let layout: ParameterLayout
     public let vocabularySize: Int
     public let hiddenWidths: [Int]

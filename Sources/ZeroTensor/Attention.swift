@@ -6,7 +6,8 @@ extension Kernels {
     /// qkv[B, T, 3C] holds q | k | v, each split into NH heads of hs = C / NH channels.
     /// att[B, NH, T, T] receives the softmax probabilities (zero above the diagonal),
     /// out[B, T, C] the heads' outputs side by side. Per (b, h): S = q k^T / sqrt(hs)
-    /// and y = softmax(S) v are two sgemms reading q, k, v in place (leading dimension 3C).
+    /// and y = softmax(S) v are sgemms reading q, k, v in place (leading dimension 3C),
+    /// done in blocks of query rows so the masked upper triangle is mostly skipped.
     public static func attentionForward(
         out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
         qkv: UnsafePointer<Float>, B: Int, T: Int, C: Int, NH: Int
@@ -17,12 +18,23 @@ extension Kernels {
             for h in 0..<NH {
                 let q = qkv + b * T * C3 + h * hs, k = q + C, v = q + 2 * C
                 let a = att + (b * NH + h) * T * T
-                Blas.sgemm(transposeB: true, m: T, n: T, k: hs, alpha: scale, a: q, lda: C3, b: k, ldb: C3, c: a, ldc: T)
-                for t in 0..<T { softmaxCausalRow(a + t * T, t: t, T: T) }
-                Blas.sgemm(m: T, n: hs, k: T, a: a, lda: T, b: v, ldb: C3, c: out + b * T * C + h * hs, ldc: C)
+                let y = out + b * T * C + h * hs
+                // Row blocks [r0, r1) only look at keys 0..<r1: about half of T x T when causal.
+                var r0 = 0
+                while r0 < T {
+                    let r1 = min(T, r0 + attentionBlockRows), rows = r1 - r0
+                    Blas.sgemm(transposeB: true, m: rows, n: r1, k: hs, alpha: scale, a: q + r0 * C3, lda: C3, b: k, ldb: C3,
+                               c: a + r0 * T, ldc: T)
+                    for t in r0..<r1 { softmaxCausalRow(a + t * T, t: t, T: T) }
+                    Blas.sgemm(m: rows, n: hs, k: r1, a: a + r0 * T, lda: T, b: v, ldb: C3, c: y + r0 * C, ldc: C)
+                    r0 = r1
+                }
             }
         }
     }
+
+    /// Rows per block in the causal attention sgemms (queries r0..<r0+64 see keys 0..<r0+64).
+    public static let attentionBlockRows = 64
 
     /// Softmax of row[0...t] in place, zeros for row[t+1..<T].
     @inline(__always)
@@ -55,20 +67,27 @@ extension Kernels {
                 let dq = dqkv + b * T * C3 + h * hs, dk = dq + C, dv = dq + 2 * C
                 let a = att + (b * NH + h) * T * T
                 let dy = dout + b * T * C + h * hs
-                // dA = dy v^T; dv += A^T dy
-                Blas.sgemm(transposeB: true, m: T, n: T, k: hs, a: dy, lda: C, b: v, ldb: C3, c: scratch, ldc: T)
-                Blas.sgemm(transposeA: true, m: T, n: hs, k: T, a: a, lda: T, b: dy, ldb: C, beta: 1, c: dv, ldc: C3)
-                // dS = A * (dA - sum_j A dA), causal rows
-                for t in 0..<T {
-                    let ar = a + t * T, dr = scratch + t * T
-                    var dot: Float = 0
-                    for j in 0...t { dot += ar[j] * dr[j] }
-                    for j in 0...t { dr[j] = ar[j] * (dr[j] - dot) }
-                    for j in (t + 1)..<T { dr[j] = 0 }
+                var r0 = 0
+                while r0 < T {
+                    let r1 = min(T, r0 + attentionBlockRows), rows = r1 - r0
+                    let ab = a + r0 * T, sb = scratch + r0 * T
+                    // dA = dy v^T; dv += A^T dy
+                    Blas.sgemm(transposeB: true, m: rows, n: r1, k: hs, a: dy + r0 * C, lda: C, b: v, ldb: C3, c: sb, ldc: T)
+                    Blas.sgemm(transposeA: true, m: r1, n: hs, k: rows, a: ab, lda: T, b: dy + r0 * C, ldb: C, beta: 1, c: dv, ldc: C3)
+                    // dS = A * (dA - sum_j A dA), causal rows
+                    for t in r0..<r1 {
+                        let ar = a + t * T, dr = scratch + t * T
+                        var dot: Float = 0
+                        for j in 0...t { dot += ar[j] * dr[j] }
+                        for j in 0...t { dr[j] = ar[j] * (dr[j] - dot) }
+                        for j in (t + 1)..<r1 { dr[j] = 0 }
+                    }
+                    // dq += scale dS k; dk += scale dS^T q
+                    Blas.sgemm(m: rows, n: hs, k: r1, alpha: scale, a: sb, lda: T, b: k, ldb: C3, beta: 1, c: dq + r0 * C3, ldc: C3)
+                    Blas.sgemm(transposeA: true, m: r1, n: hs, k: rows, alpha: scale, a: sb, lda: T, b: q + r0 * C3, ldb: C3,
+                               beta: 1, c: dk, ldc: C3)
+                    r0 = r1
                 }
-                // dq += scale dS k; dk += scale dS^T q
-                Blas.sgemm(m: T, n: hs, k: T, alpha: scale, a: scratch, lda: T, b: k, ldb: C3, beta: 1, c: dq, ldc: C3)
-                Blas.sgemm(transposeA: true, m: T, n: hs, k: T, alpha: scale, a: scratch, lda: T, b: q, ldb: C3, beta: 1, c: dk, ldc: C3)
             }
         }
     }

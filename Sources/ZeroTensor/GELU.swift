@@ -61,7 +61,9 @@ extension Kernels {
     /// clamped to [-87.3, 88.3], so results stay finite and normal (no NaN input expected).
     @inline(__always)
     public static func exp8(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        let x = x.clamped(lowerBound: SIMD8(repeating: -87.3), upperBound: SIMD8(repeating: 88.3))
+        // (SIMD clamped(lowerBound:upperBound:) is not inlined; select instead)
+        let lower = SIMD8<Float>(repeating: -87.3), upper = SIMD8<Float>(repeating: 88.3)
+        let x = x.replacing(with: lower, where: x .< lower).replacing(with: upper, where: x .> upper)
         let magic: Float = 0x1.8p23
         let t = x * 1.44269504088896341 + magic          // round(x / ln2) in the low mantissa bits
         let k = t - magic

@@ -7,9 +7,10 @@ import ZeroTensor
 /// sgemm rate of the model's largest matmul, measured in the same run.
 ///
 /// FLOPs counted (matmuls only, 2 m n k each, attention included):
-///   forward  F = L (24 N C^2 + 4 B T^2 C) + 2 N C V,  N = B T
-///   (qkv 6NC^2, attn proj 2NC^2, fc 8NC^2, fc proj 8NC^2; q k^T and att v 2BT^2C each,
-///   counted over the full T x T as computed; tied head 2NCV)
+///   forward  F = L (24 N C^2 + 2 B T (T + 1) C) + 2 N C V,  N = B T
+///   (qkv 6NC^2, attn proj 2NC^2, fc 8NC^2, fc proj 8NC^2; q k^T and att v B T (T + 1) C
+///   each, the causal lower triangle only (the kernel's 64-row blocks compute a little
+///   more, uncounted); tied head 2NCV)
 ///   backward = 2 F (two matmuls per forward matmul), total = 3 F.
 struct BenchStep: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,7 +43,7 @@ struct BenchStep: ParsableCommand {
 
     static func forwardFlops(_ c: GPTConfig, B: Int, T: Int) -> Double {
         let N = Double(B * T), C = Double(c.channels), L = Double(c.layers), V = Double(c.vocabularySize)
-        return L * (24 * N * C * C + 4 * Double(B) * Double(T) * Double(T) * C) + 2 * N * C * V
+        return L * (24 * N * C * C + 2 * Double(B) * Double(T) * Double(T + 1) * C) + 2 * N * C * V
     }
 
     func run() throws {
@@ -63,8 +64,15 @@ struct BenchStep: ParsableCommand {
         let w: [UnsafeBufferPointer<Float>?] = weights.map(\.readOnly)
         let g: [UnsafeMutableBufferPointer<Float>?] = grads.map(\.pointer)
 
-        // Per-op timing of forward and backward, summed over ops.
-        var forwardTimes: [Double] = [], backwardTimes: [Double] = []
+        // The largest matmul: the MLP's c_fc (m = B T, n = 4C, k = C) or the head (n = V).
+        let m = B * T, k = config.channels, n = max(4 * config.channels, config.vocabularySize)
+        let a = FlatBuffer<Float>(count: m * k, category: .scratch, ledger: nil)
+        let b = FlatBuffer<Float>(count: k * n, category: .scratch, ledger: nil)
+        let c = FlatBuffer<Float>(count: m * n, category: .scratch, ledger: nil)
+        a.fill(0.5); b.fill(0.25)
+
+        // Steps and sgemms alternate, so both see the same background load.
+        var forwardTimes: [Double] = [], backwardTimes: [Double] = [], sgemmTimes: [Double] = []
         for i in 0..<(warmup + repeats) {
             for gb in grads { gb.fill(0) }
             let t0 = now()
@@ -73,23 +81,17 @@ struct BenchStep: ParsableCommand {
             for op in gpt.opUnits.indices.reversed() { gpt.backward(op: op, weights: w, gradients: g) }
             let t2 = now()
             if i >= warmup { forwardTimes.append(t1 - t0); backwardTimes.append(t2 - t1) }
+            for _ in 0..<3 {
+                let t3 = now()
+                Blas.sgemm(m: m, n: n, k: k, a: a.pointer.baseAddress!, lda: k, b: b.pointer.baseAddress!, ldb: n,
+                           c: c.pointer.baseAddress!, ldc: n)
+                if i >= warmup { sgemmTimes.append(now() - t3) }
+            }
         }
         let totals = zip(forwardTimes, backwardTimes).map { $0 + $1 }
         let seconds = median(totals)
         let flops = 3 * Self.forwardFlops(config, B: B, T: T)
 
-        // The largest matmul: the MLP's c_fc (m = B T, n = 4C, k = C) or the head (n = V).
-        let m = B * T, k = config.channels, n = max(4 * config.channels, config.vocabularySize)
-        let a = FlatBuffer<Float>(count: m * k, category: .scratch, ledger: nil)
-        let b = FlatBuffer<Float>(count: k * n, category: .scratch, ledger: nil)
-        let c = FlatBuffer<Float>(count: m * n, category: .scratch, ledger: nil)
-        a.fill(0.5); b.fill(0.25)
-        var sgemmTimes: [Double] = []
-        for i in 0..<(warmup + max(repeats, 5) * 3) {
-            let t0 = now()
-            Blas.sgemm(m: m, n: n, k: k, a: a.pointer.baseAddress!, lda: k, b: b.pointer.baseAddress!, ldb: n, c: c.pointer.baseAddress!, ldc: n)
-            if i >= warmup { sgemmTimes.append(now() - t0) }
-        }
         withExtendedLifetime((weights, grads, tokens, targets, a, b, c)) {}
         let sgemmGflops = 2 * Double(m * n * k) / median(sgemmTimes) / 1e9
         let gflops = flops / seconds / 1e9

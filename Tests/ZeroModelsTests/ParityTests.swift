@@ -69,3 +69,32 @@ import ZeroTensor
         print("parity \(type(of: model)) \(bf16 ? "bf16" : "fp32"): loss rel \(lossRel), logits \(logitDiff), worst grad rel L2 \(worst)")
     }
 }
+
+/// Backward accumulates: a second forward/backward of the same batch into the same
+/// gradient buffers doubles every gradient (including unit 0, which both the head and the
+/// embedding op add into).
+@Suite struct AccumulationTests {
+    @Test func secondBackwardDoubles() throws {
+        let file = try fixture("gpt_fp32.safetensors")
+        let config = GPTConfig(name: "fixture", vocabularySize: meta(file, "vocab"), contextLength: meta(file, "context"),
+                               layers: meta(file, "layers"), heads: meta(file, "heads"), channels: meta(file, "channels"))
+        let B = meta(file, "batch"), T = meta(file, "seq")
+        let model = GPT(config: config, batchSize: B, sequenceLength: T, ledger: nil)
+        let units = try unitsFromFixture(file, layout: model.layout)
+        let tokens = try int32s(file, "tokens"), targets = try int32s(file, "targets")
+        let once = runModel(model, units: units, tokens: tokens, targets: targets, B: B, T: T).gradients
+        var twice = once
+        units.withUnsafeBufferPointers { weights in
+            let w: [UnsafeBufferPointer<Float>?] = weights
+            for op in model.opUnits.indices { model.forward(op: op, weights: w) }
+            twice.withUnsafeMutableBufferPointers { grads in
+                let g: [UnsafeMutableBufferPointer<Float>?] = grads
+                for op in model.opUnits.indices.reversed() { model.backward(op: op, weights: w, gradients: g) }
+            }
+        }
+        for u in units.indices {
+            let d = Difference(twice[u], once[u].map { 2 * $0 })
+            #expect(d.relL2 <= 1e-6, "unit \(u): \(d)")
+        }
+    }
+}

@@ -73,7 +73,7 @@ func expectClose(_ ours: [Float], _ ref: [Float], _ what: String, tolerance: Dou
         }
     }
 
-    @Test(arguments: [(2, 7, 24, 3), (1, 16, 32, 4), (3, 33, 40, 5)])
+    @Test(arguments: [(2, 7, 24, 3), (1, 16, 32, 4), (3, 33, 40, 5), (1, 150, 16, 2), (2, 128, 8, 1)])
     func attention(shape: (Int, Int, Int, Int)) {
         let (B, T, C, NH) = shape
         var rng = SeededGenerator(seed: 4)
