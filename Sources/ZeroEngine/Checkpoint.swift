@@ -64,7 +64,6 @@ public enum Checkpoint {
         }
         do {
             let decoder = JSONDecoder()
-            decoder.keyDecodingStrategy = .convertFromSnakeCase
             let m = try decoder.decode(CheckpointManifest.self, from: data)
             guard m.format == "zero-train-checkpoint", m.version == 1 else {
                 throw ConfigError("\(url.path) is not a zero-train checkpoint manifest (version 1)")
@@ -124,7 +123,6 @@ extension Trainer {
                 supportsResharding: optimizers[0].supportsResharding, files: files)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.keyEncodingStrategy = .convertToSnakeCase
             try SafeTensors.writeAtomically(try encoder.encode(manifest), to: dir.appendingPathComponent("manifest.json"))
             try pruneCheckpoints(root: root)
         }

@@ -40,7 +40,7 @@ func referenceTree(_ xs: ArraySlice<Float>) -> Float {
             #expect(total[i].bitPattern == expected.bitPattern)
         }
         // Plain sequential accumulation is not the same order: the test data can tell.
-        if steps >= 3 {
+        if steps >= 4 {  // for 3, (g0 + g1) + g2 is also the sequential order
             let sequential = (0..<count).map { i in inputs.dropFirst().reduce(inputs[0][i]) { $0 + $1[i] } }
             #expect((0..<count).contains { sequential[$0].bitPattern != total[$0].bitPattern })
         }
@@ -60,7 +60,8 @@ func referenceTree(_ xs: ArraySlice<Float>) -> Float {
                 try comm.allReduce(out.pointer)
                 acc.push(out)
             }
-            return Array(acc.finish().readOnly)
+            let total = acc.finish()
+            return withExtendedLifetime(total) { Array(total.readOnly) }
         }
         for i in 0..<count {
             #expect(results[0][i].bitPattern == referenceTree(ArraySlice(inputs.map { $0[i] })).bitPattern)
