@@ -1,6 +1,7 @@
 import CMPI
 import Foundation
 import Synchronization
+import ZeroTensor
 
 /// One process per rank under mpirun, over MPI_COMM_WORLD.
 ///
@@ -35,6 +36,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     private var scratchBytes = 0
     private var deadline = ContinuousClock.now
     private var finalized = false
+    private var ledger: MemoryLedger?
     private let counters = Mutex(TrafficCounters())
     /// Polls before a waiting rank starts yielding its core: few when this node runs
     /// more ranks than it has cores (a peer needs the core to make progress), many
@@ -87,6 +89,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         requests.deallocate()
         headerOut.deallocate()
         headerIn.deallocate()
+        ledger?.freed(scratchBytes, .communication)
         scratch?.deallocate()
     }
 
@@ -124,11 +127,18 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         }
     }
 
+    public func attach(ledger: MemoryLedger) {
+        self.ledger = ledger
+        if scratchBytes > 0 { ledger.allocated(scratchBytes, .communication) }
+    }
+
     /// Reused receive space, grown (and touched once) only when a larger call comes.
     private func scratchSpace(bytes: Int) -> UnsafeMutableRawPointer {
         if bytes > scratchBytes {
             scratch?.deallocate()
             let grown = max(bytes, scratchBytes * 5 / 4)
+            ledger?.freed(scratchBytes, .communication)
+            ledger?.allocated(grown, .communication)
             scratch = .allocate(byteCount: grown, alignment: 64)
             scratch!.initializeMemory(as: UInt8.self, repeating: 0, count: grown)
             scratchBytes = grown
@@ -222,12 +232,14 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     private func exchangePieces<T>(_ input: UnsafePointer<T>, _ partition: Partition, _ type: MPI_Datatype?, _ kind: CollectiveKind) throws -> [UnsafePointer<T>] {
         let mine = partition.range(rank)
         let stride = MemoryLayout<T>.stride
-        let space = scratchSpace(bytes: max(1, size * mine.count * stride))
-        let slots = space.bindMemory(to: T.self, capacity: size * mine.count)
+        // Slots for the N-1 peers only: peer q uses slot q, or q-1 above this rank.
+        let space = scratchSpace(bytes: max(1, (size - 1) * mine.count * stride))
+        let slots = space.bindMemory(to: T.self, capacity: (size - 1) * mine.count)
+        func slot(_ q: Int) -> UnsafeMutablePointer<T> { slots + (q < rank ? q : q - 1) * mine.count }
         if !mine.isEmpty {
             for i in 1..<size {
                 let q = (rank + size - i) % size
-                try receive(slots + q * mine.count, mine.count, type, from: q, kind)
+                try receive(slot(q), mine.count, type, from: q, kind)
             }
         }
         for i in 1..<size {
@@ -236,7 +248,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
             if !r.isEmpty { try send(input + r.lowerBound, r.count, type, to: q, kind) }
         }
         try waitAll(kind)
-        return (0..<size).map { q in q == rank ? input + mine.lowerBound : UnsafePointer(slots + q * mine.count) }
+        return (0..<size).map { q in q == rank ? input + mine.lowerBound : UnsafePointer(slot(q)) }
     }
 
     /// All-gather of the reduced pieces of `partition`, in place in `buffer`.
