@@ -325,11 +325,11 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         count(.allGather, TrafficModel.exchange(chunkBytes: c * MemoryLayout<T>.stride, size: size))
         if c == 0 { return }
         let out = output.baseAddress!
-        for i in 1..<max(1, size) where size > 1 {
+        for i in 1..<size {
             let q = (rank + size - i) % size
             try receive(out + q * c, c, type, from: q, .allGather)
         }
-        for i in 1..<max(1, size) where size > 1 {
+        for i in 1..<size {
             try send(input.baseAddress!, c, type, to: (rank + i) % size, .allGather)
         }
         (out + rank * c).update(from: input.baseAddress!, count: c)
