@@ -94,8 +94,17 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     }
 
     /// Ends MPI for this process (idempotent). No collective may follow.
+    ///
+    /// Collective: it starts with a checked barrier, so a rank that finishes while its
+    /// peers still wait in a collective makes them all fail with a clear mismatch
+    /// ("rank(s) 3 called barrier ...") and the job aborts. Without it the finished rank
+    /// would sit in MPI_Finalize while the others time out, and Open MPI 4.1.4's mpirun
+    /// was seen to hang or crash when ranks abort while one is finalizing.
     public func finalize() {
         if finalized { return }
+        if size > 1 {
+            do { try barrier() } catch { abort("\(error)") }
+        }
         finalized = true
         var done: Int32 = 0
         MPI_Finalized(&done)
@@ -105,7 +114,17 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public var traffic: TrafficCounters { counters.withLock { $0 } }
 
     public func abort(_ message: String) -> Never {
-        FileHandle.standardError.write(Data(abortLine(rank, message).utf8))
+        abortJob(abortLine(rank, message))
+    }
+
+    /// Prints `line` and aborts the job. Ranks that detect the same failure together
+    /// (a mismatch, a missing peer) would all call MPI_Abort at once, and Open MPI 4.1's
+    /// mpirun can then hang in its error-message aggregation with every rank already
+    /// dead; so rank r waits r x 300 ms (at most 3 s) first, and the lowest rank's abort
+    /// usually ends the job before the others call theirs.
+    private func abortJob(_ line: String) -> Never {
+        FileHandle.standardError.write(Data(line.utf8))
+        usleep(UInt32(min(rank, 10)) * 300_000)
         MPI_Abort(comm, 1)
         exit(1)
     }
@@ -184,9 +203,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         }
         if missing.isEmpty { missing = (0..<n).map { requestPeers[$0].peer } }
         let line = "zero-train: rank \(rank): \(kind.rawValue) timed out after \(formatSeconds(timeout)) waiting for rank(s) \(rangeList(Array(Set(missing))))\n"
-        FileHandle.standardError.write(Data(line.utf8))
-        MPI_Abort(comm, 1)
-        exit(1)
+        abortJob(line)
     }
 
     /// Starts a collective: sets the deadline and checks with every peer that all ranks
