@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mpirun with what zero-train needs here:
 #   --allow-run-as-root only when root, --oversubscribe when ranks exceed cores,
-#   the ob1 PML (skips the slow UCX probe), OpenBLAS pinned to one thread per rank
+#   the ob1 PML (skips the slow UCX probe), no help-message aggregation (Open MPI 4.1's
+#   mpirun can hang aggregating several ranks' MPI_Abort messages), OpenBLAS pinned to one thread per rank
 #   so that ranks do not fight over cores.
 # Multi-node: add --hostfile launch/hostfile (see launch/hostfile.example) and the TCP
 # options there; --oversubscribe is decided from this machine's cores only.
@@ -27,5 +28,5 @@ done
 cores=$(nproc)
 [ "$ranks" -gt "$cores" ] && opts+=(--oversubscribe)
 threads=$(( cores / ranks )); [ "$threads" -lt 1 ] && threads=1
-exec mpirun "${opts[@]}" --bind-to none --mca pml ob1 \
+exec mpirun "${opts[@]}" --bind-to none --mca pml ob1 --mca orte_base_help_aggregate 0 \
     -x OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-$threads}" "$@"

@@ -68,6 +68,11 @@ public protocol Communicator: AnyObject, Sendable {
     /// Payload bytes this rank has sent and received so far, per kind (see the table in
     /// docs/determinism.md: allReduce counts its reduce-scatter and all-gather halves).
     var traffic: TrafficCounters { get }
+    /// Reports this rank's reused communication buffers (receive slots, reduced pieces)
+    /// to `ledger` under `.communication`, now and whenever they grow. Call it once,
+    /// before the first collective. Per-call temporaries of the tree sum (at most 48 KiB)
+    /// are not reported.
+    func attach(ledger: MemoryLedger)
     /// Ends the whole job (every rank) with a one-line message and a non-zero exit:
     /// `MPI_Abort` under MPI, `exit(1)` of the process in simulation.
     func abort(_ message: String) -> Never

@@ -1,6 +1,7 @@
 import CMPI
 import Foundation
 import Synchronization
+import ZeroTensor
 
 /// One process per rank under mpirun, over MPI_COMM_WORLD.
 ///
@@ -35,6 +36,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     private var scratchBytes = 0
     private var deadline = ContinuousClock.now
     private var finalized = false
+    private var ledger: MemoryLedger?
     private let counters = Mutex(TrafficCounters())
     /// Polls before a waiting rank starts yielding its core: few when this node runs
     /// more ranks than it has cores (a peer needs the core to make progress), many
@@ -87,12 +89,22 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         requests.deallocate()
         headerOut.deallocate()
         headerIn.deallocate()
+        ledger?.freed(scratchBytes, .communication)
         scratch?.deallocate()
     }
 
     /// Ends MPI for this process (idempotent). No collective may follow.
+    ///
+    /// Collective: it starts with a checked barrier, so a rank that finishes while its
+    /// peers still wait in a collective makes them all fail with a clear mismatch
+    /// ("rank(s) 3 called barrier ...") and the job aborts. Without it the finished rank
+    /// would sit in MPI_Finalize while the others time out, and Open MPI 4.1.4's mpirun
+    /// was seen to hang or crash when ranks abort while one is finalizing.
     public func finalize() {
         if finalized { return }
+        if size > 1 {
+            do { try barrier() } catch { abort("\(error)") }
+        }
         finalized = true
         var done: Int32 = 0
         MPI_Finalized(&done)
@@ -102,7 +114,17 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public var traffic: TrafficCounters { counters.withLock { $0 } }
 
     public func abort(_ message: String) -> Never {
-        FileHandle.standardError.write(Data(abortLine(rank, message).utf8))
+        abortJob(abortLine(rank, message))
+    }
+
+    /// Prints `line` and aborts the job. Ranks that detect the same failure together
+    /// (a mismatch, a missing peer) would all call MPI_Abort at once, and Open MPI 4.1's
+    /// mpirun can then hang in its error-message aggregation with every rank already
+    /// dead; so rank r waits r x 300 ms (at most 3 s) first, and the lowest rank's abort
+    /// usually ends the job before the others call theirs.
+    private func abortJob(_ line: String) -> Never {
+        FileHandle.standardError.write(Data(line.utf8))
+        usleep(UInt32(min(rank, 10)) * 300_000)
         MPI_Abort(comm, 1)
         exit(1)
     }
@@ -124,11 +146,18 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         }
     }
 
+    public func attach(ledger: MemoryLedger) {
+        self.ledger = ledger
+        if scratchBytes > 0 { ledger.allocated(scratchBytes, .communication) }
+    }
+
     /// Reused receive space, grown (and touched once) only when a larger call comes.
     private func scratchSpace(bytes: Int) -> UnsafeMutableRawPointer {
         if bytes > scratchBytes {
             scratch?.deallocate()
             let grown = max(bytes, scratchBytes * 5 / 4)
+            ledger?.freed(scratchBytes, .communication)
+            ledger?.allocated(grown, .communication)
             scratch = .allocate(byteCount: grown, alignment: 64)
             scratch!.initializeMemory(as: UInt8.self, repeating: 0, count: grown)
             scratchBytes = grown
@@ -174,9 +203,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         }
         if missing.isEmpty { missing = (0..<n).map { requestPeers[$0].peer } }
         let line = "zero-train: rank \(rank): \(kind.rawValue) timed out after \(formatSeconds(timeout)) waiting for rank(s) \(rangeList(Array(Set(missing))))\n"
-        FileHandle.standardError.write(Data(line.utf8))
-        MPI_Abort(comm, 1)
-        exit(1)
+        abortJob(line)
     }
 
     /// Starts a collective: sets the deadline and checks with every peer that all ranks
@@ -222,12 +249,14 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     private func exchangePieces<T>(_ input: UnsafePointer<T>, _ partition: Partition, _ type: MPI_Datatype?, _ kind: CollectiveKind) throws -> [UnsafePointer<T>] {
         let mine = partition.range(rank)
         let stride = MemoryLayout<T>.stride
-        let space = scratchSpace(bytes: max(1, size * mine.count * stride))
-        let slots = space.bindMemory(to: T.self, capacity: size * mine.count)
+        // Slots for the N-1 peers only: peer q uses slot q, or q-1 above this rank.
+        let space = scratchSpace(bytes: max(1, (size - 1) * mine.count * stride))
+        let slots = space.bindMemory(to: T.self, capacity: (size - 1) * mine.count)
+        func slot(_ q: Int) -> UnsafeMutablePointer<T> { slots + (q < rank ? q : q - 1) * mine.count }
         if !mine.isEmpty {
             for i in 1..<size {
                 let q = (rank + size - i) % size
-                try receive(slots + q * mine.count, mine.count, type, from: q, kind)
+                try receive(slot(q), mine.count, type, from: q, kind)
             }
         }
         for i in 1..<size {
@@ -236,7 +265,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
             if !r.isEmpty { try send(input + r.lowerBound, r.count, type, to: q, kind) }
         }
         try waitAll(kind)
-        return (0..<size).map { q in q == rank ? input + mine.lowerBound : UnsafePointer(slots + q * mine.count) }
+        return (0..<size).map { q in q == rank ? input + mine.lowerBound : UnsafePointer(slot(q)) }
     }
 
     /// All-gather of the reduced pieces of `partition`, in place in `buffer`.
@@ -313,11 +342,11 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         count(.allGather, TrafficModel.exchange(chunkBytes: c * MemoryLayout<T>.stride, size: size))
         if c == 0 { return }
         let out = output.baseAddress!
-        for i in 1..<max(1, size) where size > 1 {
+        for i in 1..<size {
             let q = (rank + size - i) % size
             try receive(out + q * c, c, type, from: q, .allGather)
         }
-        for i in 1..<max(1, size) where size > 1 {
+        for i in 1..<size {
             try send(input.baseAddress!, c, type, to: (rank + i) % size, .allGather)
         }
         (out + rank * c).update(from: input.baseAddress!, count: c)

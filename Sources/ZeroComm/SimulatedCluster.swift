@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import ZeroTensor
 
 /// N ranks as threads in one process, each with its own `Communicator`.
 ///
@@ -163,12 +164,16 @@ final class SimulatedCommunicator: Communicator, @unchecked Sendable {
     private var sequence = 0
     private var scratch: UnsafeMutableBufferPointer<Float> = .init(start: nil, count: 0)
     private let counters = Mutex(TrafficCounters())
+    private var ledger: MemoryLedger?
 
     init(rank: Int, rendezvous: Rendezvous) {
         self.rank = rank
         self.rendezvous = rendezvous
     }
-    deinit { scratch.deallocate() }
+    deinit {
+        ledger?.freed(scratch.count * 4, .communication)
+        scratch.deallocate()
+    }
 
     var traffic: TrafficCounters { counters.withLock { $0 } }
 
@@ -199,8 +204,17 @@ final class SimulatedCommunicator: Communicator, @unchecked Sendable {
         return try rendezvous.arrive(rank: rank, generation: g, descriptor: d, address: address)
     }
 
+    func attach(ledger: MemoryLedger) {
+        self.ledger = ledger
+        if scratch.count > 0 { ledger.allocated(scratch.count * 4, .communication) }
+    }
+
+    /// The reduced piece of an in-place all-reduce (the only buffer simulation needs:
+    /// ranks read each other's memory directly).
     private func scratchBuffer(_ count: Int) -> UnsafeMutablePointer<Float> {
         if scratch.count < count {
+            ledger?.freed(scratch.count * 4, .communication)
+            ledger?.allocated(count * 4, .communication)
             scratch.deallocate()
             scratch = .allocate(capacity: count)
         }

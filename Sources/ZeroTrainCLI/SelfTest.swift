@@ -44,21 +44,26 @@ struct SelfTestComm: ParsableCommand {
     var timeout: Int = 120
 
     /// Faults for the no-hang tests: `mismatch` makes the last rank call all-reduce with
-    /// one element more; `absent` makes it skip the collective and return.
-    @Option(help: "Inject a fault: none, mismatch or absent.")
+    /// one element more; `absent` makes it sleep instead of calling the collective (so the
+    /// others time out); `finished` makes it skip the collective and end (so the others
+    /// see its final barrier instead of their all-reduce).
+    @Option(help: "Inject a fault: none, mismatch, absent or finished.")
     var fault: String = "none"
 
     func validate() throws {
-        if !["none", "mismatch", "absent"].contains(fault) { throw ValidationError("--fault must be none, mismatch or absent") }
+        if !["none", "mismatch", "absent", "finished"].contains(fault) {
+            throw ValidationError("--fault must be none, mismatch, absent or finished")
+        }
         if let n = simulate, n < 1 || n > 64 { throw ValidationError("--simulate must be in 1...64") }
     }
 
     func run() throws {
-        let (seed, fault) = (self.seed, self.fault)
+        let (seed, fault, timeout) = (self.seed, self.fault, self.timeout)
         let lines = try onEveryRank(simulate: simulate, timeout: .seconds(timeout)) { comm in
             if fault != "none" {
                 let last = comm.rank == comm.size - 1
-                if fault == "absent" && last { return "" }
+                if fault == "finished" && last { return "" }
+                if fault == "absent" && last { sleep(UInt32(10 * timeout)); return "" }
                 var b = [Float](repeating: 1, count: fault == "mismatch" && last ? 11 : 10)
                 try b.withUnsafeMutableBufferPointer { try comm.allReduce($0) }
             }

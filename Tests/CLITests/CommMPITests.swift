@@ -33,11 +33,18 @@ struct CommMPITests {
         #expect(ContinuousClock.now - start < .seconds(30))
     }
 
-    @Test("a rank that never arrives: the job aborts after the timeout naming it")
+    @Test("a rank that never arrives (busy elsewhere): the job aborts after the timeout naming it")
     func absentRankTimesOut() throws {
         let r = try runMPI(ranks: 4, ["selftest-comm", "--fault", "absent", "--timeout", "2"], timeout: .seconds(60))
         #expect(r.status != 0)
         #expect(r.stderr.contains("all_reduce timed out after 2s waiting for rank(s) 3"), "\(r.stderr)")
+    }
+
+    @Test("a rank that ends early: its final barrier shows up as a mismatch, the job aborts")
+    func finishedRankIsAMismatch() throws {
+        let r = try runMPI(ranks: 4, ["selftest-comm", "--fault", "finished", "--timeout", "30"], timeout: .seconds(60))
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("rank(s) 0-2 called all_reduce(fp32, count 10) as collective #0; rank(s) 3 called barrier(none, count 0) as collective #0"), "\(r.stderr)")
     }
 
     @Test("kill -9 of one rank ends the whole job within 60 s")

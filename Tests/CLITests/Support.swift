@@ -83,13 +83,14 @@ func runProcess(
 }
 
 /// The `mpirun` executable and the options launch/mpirun.sh would add for `ranks`
-/// ranks here: --allow-run-as-root when root, --oversubscribe, the ob1 PML, one
+/// ranks here: --allow-run-as-root when root, --oversubscribe, the ob1 PML, no
+/// help-message aggregation (it can hang mpirun when several ranks abort), one
 /// OpenBLAS thread per rank.
 func mpirunCommand(ranks: Int) -> (executable: URL, arguments: [String]) {
     let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
         .map { URL(fileURLWithPath: String($0)).appendingPathComponent("mpirun") }
         .first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? URL(fileURLWithPath: "/usr/bin/mpirun")
-    var args = ["-n", "\(ranks)", "--oversubscribe", "--bind-to", "none", "--mca", "pml", "ob1", "-x", "OPENBLAS_NUM_THREADS=1"]
+    var args = ["-n", "\(ranks)", "--oversubscribe", "--bind-to", "none", "--mca", "pml", "ob1", "--mca", "orte_base_help_aggregate", "0", "-x", "OPENBLAS_NUM_THREADS=1"]
     if getuid() == 0 { args.insert("--allow-run-as-root", at: 0) }
     return (path, args)
 }

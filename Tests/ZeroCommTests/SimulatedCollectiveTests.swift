@@ -1,5 +1,6 @@
 import Testing
 import ZeroComm
+import ZeroTensor
 
 /// What one rank saw after running every collective once.
 struct RankOutcome: Sendable {
@@ -165,6 +166,19 @@ struct SimulatedCollectiveTests {
             let out = Array(UnsafeBufferPointer(start: storage[0], count: count))
             #expect(bits(out) == bits(referenceTree(ranks: inputs)), "n = \(n)")
         }
+    }
+
+    @Test("reused communication buffers are reported to an attached ledger")
+    func ledger() throws {
+        let peaks = try SimulatedCluster.run(ranks: 4) { comm -> Int in
+            let ledger = MemoryLedger()
+            comm.attach(ledger: ledger)
+            var b = [Float](repeating: 1, count: 1037)
+            try b.withUnsafeMutableBufferPointer { try comm.allReduce($0) }
+            return ledger.current(.communication)
+        }
+        // The reduced piece of 1037 elements over 4 ranks: 260, 259, 259, 259 floats.
+        #expect(peaks == [1040, 1036, 1036, 1036])
     }
 
     @Test("Partition pieces are contiguous and near-equal")
