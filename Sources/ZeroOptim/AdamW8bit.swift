@@ -59,7 +59,6 @@ struct QuantizationIndex {
 
     init(codes: [Float]) {
         let mid = DynamicQuantizationMap.midpoints(codes)
-        self.mid = mid
         func count(_ x: Float) -> UInt16 { UInt16(mid.filter { $0 < x }.count) }
         var below = [UInt16](repeating: 0, count: 8192), upTo = below
         for key in 0..<8192 {
@@ -71,6 +70,7 @@ struct QuantizationIndex {
         }
         self.below = below
         self.upTo = upTo
+        self.mid = mid
     }
 
     @inline(__always)
@@ -193,11 +193,12 @@ final class AdamW8bitOptimizer: ShardOptimizer {
                 }
                 absM[b] = maxM
                 absV[b] = maxV
+                // Normalize in place (a vectorizable pass), then look the codes up.
+                if maxM == 0 { for k in 0..<n { m[k] = 0 } } else { for k in 0..<n { m[k] = m[k] / maxM } }
+                if maxV == 0 { for k in 0..<n { v[k] = 0 } } else { for k in 0..<n { v[k] = v[k] / maxV } }
                 for k in 0..<n {
-                    qm[lo + k] = signedIndex.quantize(maxM == 0 ? 0 : m[k] / maxM, mid: sMid.baseAddress!,
-                                                      below: sBelow.baseAddress!, upTo: sUpTo.baseAddress!)
-                    qv[lo + k] = unsignedIndex.quantize(maxV == 0 ? 0 : v[k] / maxV, mid: uMid.baseAddress!,
-                                                        below: uBelow.baseAddress!, upTo: uUpTo.baseAddress!)
+                    qm[lo + k] = signedIndex.quantize(m[k], mid: sMid.baseAddress!, below: sBelow.baseAddress!, upTo: sUpTo.baseAddress!)
+                    qv[lo + k] = unsignedIndex.quantize(v[k], mid: uMid.baseAddress!, below: uBelow.baseAddress!, upTo: uUpTo.baseAddress!)
                 }
                 b += 1
             }
