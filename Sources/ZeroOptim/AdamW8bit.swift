@@ -48,6 +48,42 @@ public enum DynamicQuantizationMap {
     }
 }
 
+/// Nearest-code search in O(1) on average, with the same answer as the binary search: the top 13
+/// bits of the float (sign, exponent, 4 mantissa bits) select a bucket of values, and a table
+/// holds how many midpoints lie below the bucket's smallest and largest value; only midpoints
+/// inside the bucket (rarely more than one) are compared.
+struct QuantizationIndex {
+    let mid: [Float]
+    let below: [UInt16]   // per key: count of midpoints < the bucket's smallest value
+    let upTo: [UInt16]    // per key: count of midpoints < the bucket's largest value
+
+    init(codes: [Float]) {
+        let mid = DynamicQuantizationMap.midpoints(codes)
+        func count(_ x: Float) -> UInt16 { UInt16(mid.filter { $0 < x }.count) }
+        var below = [UInt16](repeating: 0, count: 8192), upTo = below
+        for key in 0..<8192 {
+            let first = Float(bitPattern: UInt32(key) << 19), last = Float(bitPattern: UInt32(key) << 19 | 0x7FFFF)
+            if first.isNaN || last.isNaN { continue }
+            let (lo, hi) = key < 4096 ? (first, last) : (last, first)  // negative keys run downwards
+            below[key] = count(lo)
+            upTo[key] = count(hi)
+        }
+        self.below = below
+        self.upTo = upTo
+        self.mid = mid
+    }
+
+    @inline(__always)
+    func quantize(_ x: Float, mid: UnsafePointer<Float>, below: UnsafePointer<UInt16>, upTo: UnsafePointer<UInt16>) -> UInt8 {
+        if x.isNaN { return 0 }
+        let key = Int(x.bitPattern >> 19)
+        var q = Int(below[key])
+        let end = Int(upTo[key])
+        while q < end && mid[q] < x { q += 1 }
+        return UInt8(q)
+    }
+}
+
 /// AdamW with m and v stored as 8-bit codes, block-wise (256 elements) with one fp32 absmax
 /// per block and state. Per block and step:
 /// 1. dequantize: m = signedCode[qm] * absmax_m, v = unsignedCode[qv] * absmax_v;
@@ -64,7 +100,9 @@ final class AdamW8bitOptimizer: ShardOptimizer {
     let qm: FlatBuffer<UInt8>, qv: FlatBuffer<UInt8>
     let absM: FlatBuffer<Float>, absV: FlatBuffer<Float>
     let signedCodes = DynamicQuantizationMap.signed, unsignedCodes = DynamicQuantizationMap.unsigned
-    let signedMid: [Float], unsignedMid: [Float]
+    let signedIndex: QuantizationIndex, unsignedIndex: QuantizationIndex
+    /// Dequantized m and v of the block being updated.
+    let scratch: FlatBuffer<Float>
 
     init(config: OptimizerConfig, count: Int, decay: DecaySegments, ledger: MemoryLedger?) throws {
         block = config.quantizationBlockSize
@@ -79,8 +117,9 @@ final class AdamW8bitOptimizer: ShardOptimizer {
         qv = FlatBuffer(count: count, category: .optimizerState, ledger: ledger)
         absM = FlatBuffer(count: blocks, category: .optimizerState, ledger: ledger)
         absV = FlatBuffer(count: blocks, category: .optimizerState, ledger: ledger)
-        signedMid = DynamicQuantizationMap.midpoints(signedCodes)
-        unsignedMid = DynamicQuantizationMap.midpoints(unsignedCodes)
+        signedIndex = QuantizationIndex(codes: signedCodes)
+        unsignedIndex = QuantizationIndex(codes: unsignedCodes)
+        scratch = FlatBuffer(count: 2 * block, category: .scratch, ledger: ledger)
         let zeroM = UInt8(signedCodes.firstIndex(of: 0)!), zeroV = UInt8(unsignedCodes.firstIndex(of: 0)!)
         qm.fill(zeroM)
         qv.fill(zeroV)
@@ -113,53 +152,56 @@ final class AdamW8bitOptimizer: ShardOptimizer {
     func step(master: UnsafeMutableBufferPointer<Float>, gradient: UnsafeBufferPointer<Float>,
               working: UnsafeMutableBufferPointer<UInt16>?, context: StepContext) throws {
         try checkStepArguments(count: count, master: master, gradient: gradient, working: working, context: context)
-        var coefficients: [Bool: AdamWKernel.Coefficients] = [:]
-        for d in [false, true] {
-            coefficients[d] = AdamWKernel.Coefficients(config: config, step: context.step,
-                                                       learningRate: context.learningRate, decays: d)
-        }
-        // A decay run may start inside a block: process block by block, each split at run edges.
-        var m = [Float](repeating: 0, count: block), v = m
-        signedMid.withUnsafeBufferPointer { sMid in
-            unsignedMid.withUnsafeBufferPointer { uMid in
-                var runIndex = 0
-                var b = 0
-                while b * block < count {
-                    let lo = b * block, hi = min(count, lo + block), n = hi - lo
-                    let am = absM[b], av = absV[b]
-                    for k in 0..<n {
-                        m[k] = signedCodes[Int(qm[lo + k])] * am
-                        v[k] = unsignedCodes[Int(qv[lo + k])] * av
-                    }
-                    m.withUnsafeMutableBufferPointer { mp in
-                        v.withUnsafeMutableBufferPointer { vp in
-                            var at = lo
-                            while at < hi {
-                                while decay.runs[runIndex].range.upperBound <= at { runIndex += 1 }
-                                let run = decay.runs[runIndex]
-                                let end = min(hi, run.range.upperBound)
-                                AdamWKernel.step(master: master.baseAddress! + at, gradient: gradient.baseAddress! + at,
-                                                 m: mp.baseAddress! + (at - lo), v: vp.baseAddress! + (at - lo),
-                                                 working: working.map { $0.baseAddress! + at }, count: end - at,
-                                                 coefficients[run.decays]!)
-                                at = end
-                            }
-                        }
-                    }
-                    var maxM: Float = 0, maxV: Float = 0
-                    for k in 0..<n {
-                        maxM = max(maxM, abs(m[k]))
-                        maxV = max(maxV, abs(v[k]))
-                    }
-                    absM[b] = maxM
-                    absV[b] = maxV
-                    for k in 0..<n {
-                        qm[lo + k] = DynamicQuantizationMap.quantize(maxM == 0 ? 0 : m[k] / maxM, midpoints: sMid)
-                        qv[lo + k] = DynamicQuantizationMap.quantize(maxV == 0 ? 0 : v[k] / maxV, midpoints: uMid)
-                    }
-                    b += 1
+        let plain = AdamWKernel.Coefficients(config: config, step: context.step, learningRate: context.learningRate, decays: false)
+        let decayed = AdamWKernel.Coefficients(config: config, step: context.step, learningRate: context.learningRate, decays: true)
+        let m = scratch.pointer.baseAddress!, v = m + block
+        let qm = qm.pointer.baseAddress!, qv = qv.pointer.baseAddress!
+        let absM = absM.pointer.baseAddress!, absV = absV.pointer.baseAddress!
+        let p = master.baseAddress!, g = gradient.baseAddress!, w = working?.baseAddress
+        let runs = decay.runs
+        signedCodes.withUnsafeBufferPointer { sc in
+        unsignedCodes.withUnsafeBufferPointer { uc in
+        signedIndex.mid.withUnsafeBufferPointer { sMid in
+        signedIndex.below.withUnsafeBufferPointer { sBelow in
+        signedIndex.upTo.withUnsafeBufferPointer { sUpTo in
+        unsignedIndex.mid.withUnsafeBufferPointer { uMid in
+        unsignedIndex.below.withUnsafeBufferPointer { uBelow in
+        unsignedIndex.upTo.withUnsafeBufferPointer { uUpTo in
+            var runIndex = 0
+            var b = 0
+            while b * block < count {
+                let lo = b * block, hi = min(count, lo + block), n = hi - lo
+                let am = absM[b], av = absV[b]
+                for k in 0..<n {
+                    m[k] = sc[Int(qm[lo + k])] * am
+                    v[k] = uc[Int(qv[lo + k])] * av
                 }
+                // A decay run may start inside a block: split the block at run edges.
+                var at = lo
+                while at < hi {
+                    while runs[runIndex].range.upperBound <= at { runIndex += 1 }
+                    let run = runs[runIndex]
+                    let end = min(hi, run.range.upperBound)
+                    AdamWKernel.step(master: p + at, gradient: g + at, m: m + (at - lo), v: v + (at - lo),
+                                     working: w.map { $0 + at }, count: end - at, run.decays ? decayed : plain)
+                    at = end
+                }
+                var maxM: Float = 0, maxV: Float = 0
+                for k in 0..<n {
+                    maxM = max(maxM, abs(m[k]))
+                    maxV = max(maxV, abs(v[k]))
+                }
+                absM[b] = maxM
+                absV[b] = maxV
+                // Normalize in place (a vectorizable pass), then look the codes up.
+                if maxM == 0 { for k in 0..<n { m[k] = 0 } } else { for k in 0..<n { m[k] = m[k] / maxM } }
+                if maxV == 0 { for k in 0..<n { v[k] = 0 } } else { for k in 0..<n { v[k] = v[k] / maxV } }
+                for k in 0..<n {
+                    qm[lo + k] = signedIndex.quantize(m[k], mid: sMid.baseAddress!, below: sBelow.baseAddress!, upTo: sUpTo.baseAddress!)
+                    qv[lo + k] = unsignedIndex.quantize(v[k], mid: uMid.baseAddress!, below: uBelow.baseAddress!, upTo: uUpTo.baseAddress!)
+                }
+                b += 1
             }
-        }
+        }}}}}}}}
     }
 }

@@ -49,6 +49,10 @@ public enum AdamWKernel {
         }
     }
 
+    /// Elements ahead that the loop asks the cache for (the loop is divider-bound in cache, so
+    /// the memory streams need a head start to overlap with the arithmetic).
+    static let prefetchDistance = 512
+
     /// One AdamW step over `count` elements; `working` (may be nil) receives bf16 of the new p.
     public static func step(master p: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>,
                             m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
@@ -64,6 +68,10 @@ public enum AdamWKernel {
         let vectorEnd = count & ~7
         var i = 0
         while i < vectorEnd {
+            if i & 15 == 0 {
+                zt_prefetch(p + i + prefetchDistance); zt_prefetch(g + i + prefetchDistance)
+                zt_prefetch(m + i + prefetchDistance); zt_prefetch(v + i + prefetchDistance)
+            }
             var pv = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
             var gv = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self)
             var mv = UnsafeRawPointer(m + i).loadUnaligned(as: SIMD8<Float>.self)

@@ -103,7 +103,7 @@ extension OptimizerConfig {
 }
 
 /// What one step needs besides the buffers.
-public struct StepContext {
+public struct StepContext: Sendable {
     /// 1-based count of updates applied including this one, like torch's `state['step']` after its increment.
     public var step: Int
     /// The learning rate of this step (from the schedule).
@@ -151,6 +151,11 @@ public protocol ShardOptimizer: AnyObject {
     var state: [OptimizerStateArray] { get }
     /// False for optimizers whose state is not parameter-aligned (Adafactor): the engine then refuses to reshard.
     var supportsResharding: Bool { get }
+}
+
+extension ShardOptimizer {
+    /// Bytes of optimizer state this shard holds (exact; the config's per-parameter figure is nominal).
+    public var stateBytes: Int { state.reduce(0) { $0 + $1.bytes.count } }
 }
 
 /// A failure of optimizer construction or of a step, in one line.

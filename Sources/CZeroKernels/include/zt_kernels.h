@@ -28,6 +28,9 @@ static inline zt_ushort8 zt_bf16_round8(zt_float8 x) {
     return __builtin_convertvector(bits, zt_ushort8);
 }
 
+/// Hint that the cache line at `p` will be read soon (streams that outrun the hardware prefetcher).
+static inline void zt_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
 /// Version tag so the target has a compiled translation unit.
 int zt_kernels_version(void);
 
