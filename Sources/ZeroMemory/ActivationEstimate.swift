@@ -2,10 +2,13 @@ import ZeroModels
 
 /// Activation memory of a GPT-2 forward and backward, estimated the way llm.c counts it.
 ///
-/// Isolated on purpose: the engine plugs in the model's exact function
-/// (`GPT.activationBytes(config:batchSize:sequenceLength:)`) through
-/// `RunConfiguration.activationBytes`; this is the default until then.
+/// The report uses `runtime`: exactly what `GPT` allocates through the ledger
+/// (`GPT.activationBytes(config:batchSize:sequenceLength:)`). The llm.c-style count below
+/// stays as a cross-check of that function's order of magnitude.
 public enum ActivationEstimate {
+    /// Exactly the bytes the runtime's GPT allocates for (B, T).
+    public static let runtime: ActivationBytes = { GPT.activationBytes(config: $0, batchSize: $1, sequenceLength: $2) }
+
     /// fp32 values the GPT-2 forward keeps for backward (llm.c's ActivationTensors, with one
     /// (B, NH, T, T) attention matrix: the softmax probabilities):
     /// encoded (B,T,C); per layer ln1 (B,T,C) + mean/rstd 2 (B,T), qkv (B,T,3C), atty (B,T,C),

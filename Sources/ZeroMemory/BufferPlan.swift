@@ -74,6 +74,9 @@ public struct UnitPlan: Sendable, Equatable {
     public func largestUnit(among candidates: some Sequence<Int>) -> ElementCount {
         candidates.map(full).max { ($0.padded, $0.real) < ($1.padded, $1.real) } ?? .zero
     }
+    /// The engine's two per-op slots: one for unit 0 (the tied embedding) and one sized for
+    /// the largest other unit. Every op's units fit (a GPT head reads final + embedding).
+    public var slots: ElementCount { full(0) + largestUnit(among: units.dropFirst()) }
     /// The largest op: the most elements resident for one op's units.
     public var largestOp: ElementCount {
         opUnits.map { $0.reduce(.zero) { $0 + full($1) } }.max { ($0.padded, $0.real) < ($1.padded, $1.real) } ?? .zero
@@ -115,17 +118,22 @@ public struct RunConfiguration: Sendable {
     public var optimizerBytesPerParameter: Int
     /// A: alignment of every unit's padding, in elements (the engine's 1024).
     public var alignment: Int
-    /// The model's activation bytes; default `ActivationEstimate.gpt2`.
+    /// The model's activation bytes; default: exactly what `GPT` allocates.
     public var activationBytes: ActivationBytes
-    /// Communicator receive scratch; nil means 4 * max_u P_u (fp32 receive of the largest unit).
+    /// Communicator receive scratch; nil means what `backend` allocates (BufferPlan.communication).
     public var communicationScratchBytes: Int?
+    /// Which communicator runs: its receive scratch differs.
+    public var backend: Backend = .mpi
+
+    public enum Backend: String, Sendable { case mpi, simulated }
 
     public init(model: GPTConfig, ranks: Int, stage: Int, microBatch: Int, sequenceLength: Int,
                 accumulationSteps: Int = 1, precision: PrecisionMode = .bf16,
                 optimizerBytesPerParameter: Int = 12, alignment: Int = 1024,
-                activationBytes: @escaping ActivationBytes = ActivationEstimate.gpt2,
-                communicationScratchBytes: Int? = nil)
+                activationBytes: @escaping ActivationBytes = ActivationEstimate.runtime,
+                communicationScratchBytes: Int? = nil, backend: Backend = .mpi)
     {
+        self.backend = backend
         self.model = model; self.ranks = ranks; self.stage = stage; self.microBatch = microBatch
         self.sequenceLength = sequenceLength; self.accumulationSteps = accumulationSteps
         self.precision = precision; self.optimizerBytesPerParameter = optimizerBytesPerParameter
@@ -200,12 +208,11 @@ public enum BufferPlan {
         return BufferTerm(.gradients, "fp32 model gradients (embedding + largest unit)", bytesPerElement: 4, live)
     }
 
-    /// Gradient wire copy (bf16 in bf16 mode): stages 0-1 g P, stages 2-3 g max_u P_u.
-    public static func gradientWire(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
-        let g = c.precision.gradientWireBytes
-        return c.stage <= 1
-            ? BufferTerm(.gradients, "gradient wire copy (all units)", bytesPerElement: g, u.all)
-            : BufferTerm(.gradients, "gradient wire copy (largest unit)", bytesPerElement: g, u.largestUnit(among: u.units))
+    /// bf16 mode: the bf16 wire copy of one unit's gradient (units are reduced one at a
+    /// time in every stage), 2 max_u P_u. fp32 mode reduces straight from the gradient.
+    public static func gradientWire(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm? {
+        guard c.precision == .bf16 else { return nil }
+        return BufferTerm(.gradients, "gradient wire copy, bf16 (largest unit)", bytesPerElement: 2, u.largestUnit(among: u.units))
     }
 
     /// Reduced fp32 gradient partials of the binary-counter accumulation: levels copies of
@@ -222,14 +229,30 @@ public enum BufferPlan {
                    bytes: c.activationBytes(c.model, c.microBatch, c.sequenceLength))
     }
 
-    /// Communicator receive scratch: N chunks of the largest message. Default: the fp32
-    /// reduce-scatter of the largest unit, 4 max_u P_u.
-    public static func communication(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
+    /// Communication buffers. The MPI backend receives the N-1 peers' pieces of its
+    /// reduce-scatter slot into one reused scratch: (N-1) ceil(max_u P_u / N) elements of
+    /// the wire width; simulated ranks read each other's memory and need only the reduced
+    /// piece of an in-place fp32 all-reduce (stage 0, fp32 mode). Stages 1-2 also keep the
+    /// source of the weight all-gather: one shard of the largest unit, w max_u S_u.
+    public static func communication(_ c: RunConfiguration, _ u: UnitPlan) -> [BufferTerm] {
+        let largest = u.largestUnit(among: u.units)
+        let piece = (largest.padded + c.ranks - 1) / c.ranks
+        var terms: [BufferTerm] = []
         if let bytes = c.communicationScratchBytes {
-            return BufferTerm(category: .communication, name: "communicator scratch (given)", bytes: bytes)
+            terms.append(BufferTerm(category: .communication, name: "communicator scratch (given)", bytes: bytes))
+        } else if c.backend == .mpi {
+            let wire = c.precision == .bf16 ? 2 : 4
+            terms.append(BufferTerm(category: .communication, name: "MPI receive scratch, (N-1) pieces of the largest unit",
+                                    bytes: max(1, (c.ranks - 1) * piece * wire)))
+        } else if c.stage == 0 && c.precision == .fp32 {
+            terms.append(BufferTerm(category: .communication, name: "reduced piece of the in-place all-reduce", bytes: 4 * max(1, piece)))
         }
-        return BufferTerm(.communication, "communicator receive scratch (fp32, largest unit)",
-                          bytesPerElement: 4, u.largestUnit(among: u.units))
+        if c.stage == 1 || c.stage == 2 {
+            let shard = u.units.map(u.shard).max() ?? 0
+            terms.append(BufferTerm(category: .communication, name: "all-gather source (largest shard)",
+                                    bytes: c.precision.workingWeightBytes * shard))
+        }
+        return terms
     }
 
     /// Stage 3 only: the current op's units gathered (w bytes) plus, in bf16 mode, their
@@ -237,16 +260,16 @@ public enum BufferPlan {
     public static func gathered(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm? {
         guard c.stage >= 3 else { return nil }
         let widen = c.precision == .bf16 ? 4 : 0
-        return BufferTerm(.gathered, c.precision == .bf16 ? "gathered units of the largest op (bf16 + fp32 widened)"
-                                                         : "gathered units of the largest op (fp32)",
-                          bytesPerElement: c.precision.workingWeightBytes + widen, u.largestOp)
+        return BufferTerm(.gathered, c.precision == .bf16 ? "gathered op slots (bf16 + fp32 widened)"
+                                                         : "gathered op slots (fp32)",
+                          bytesPerElement: c.precision.workingWeightBytes + widen, u.slots)
     }
 
     /// Stages 0-2 in bf16 mode: fp32 compute copies of the largest op's weights
     /// (the engine widens each op's units before computing). Stage 3 counts this in gathered.
     public static func computeCopies(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm? {
         guard c.stage <= 2, c.precision == .bf16 else { return nil }
-        return BufferTerm(.scratch, "fp32 compute copy of the largest op's weights", bytesPerElement: 4, u.largestOp)
+        return BufferTerm(.scratch, "fp32 compute copies of the op slots", bytesPerElement: 4, u.slots)
     }
 
     /// Data batch buffers: tokens and targets, int32, B x T each.
@@ -261,9 +284,9 @@ public enum BufferPlan {
         let all: [BufferTerm?] = [
             weights(c, u), master(c, u), optimizerState(c, u),
             modelGradients(c, u), gradientWire(c, u), gradientPartials(c, u),
-            activations(c), communication(c, u), gathered(c, u),
+            activations(c), gathered(c, u),
             computeCopies(c, u), dataBatches(c),
         ]
-        return all.compactMap { $0 }
+        return all.compactMap { $0 } + communication(c, u)
     }
 }

@@ -20,6 +20,7 @@ import ZeroModels
         #expect(u.ownedShard == ElementCount(padded: 62464, real: 59008))
         #expect(UnitPlan.gpt(tiny, ranks: 2, rank: 0).ownedShard == ElementCount(padded: 62464, real: 10240 + 2 * 25600 + 128))
         #expect(u.largestOp == ElementCount(padded: 51200, real: 49984))
+        #expect(u.slots == ElementCount(padded: 20480 + 51200, real: 20480 + 49984))
     }
 
     @Test func accumulationLevels() {
@@ -40,11 +41,13 @@ import ZeroModels
         #expect(e.bytes(.optimizerState) == 8 * 62464)
         // fp32 model gradients 4 (P_0 + P_block) + wire 2 P_block + one partial 4 S.
         #expect(e.bytes(.gradients) == 4 * (20480 + 51200) + 2 * 51200 + 4 * 62464)
-        #expect(e.bytes(.activations) == 90432 * 8)
-        #expect(e.bytes(.communication) == 4 * 51200)
-        #expect(e.bytes(.gathered) == (2 + 4) * 51200)
+        #expect(e.bytes(.activations) == GPT.activationBytes(config: tiny, batchSize: 2, sequenceLength: 16))
+        // MPI receive scratch: (N-1) pieces of P_block / N, bf16.
+        #expect(e.bytes(.communication) == 1 * 25600 * 2)
+        // Two op slots (embedding + largest other unit), bf16 gathered + fp32 widened.
+        #expect(e.bytes(.gathered) == (2 + 4) * (20480 + 51200))
         #expect(e.bytes(.scratch) == 2 * 4 * 2 * 16)
-        let padding = 3456 * (2 + 4 + 8) + 4 * 1216 + 2 * 1216 + 4 * 3456 + 4 * 1216 + 6 * 1216
+        let padding = 3456 * (2 + 4 + 8) + 4 * 1216 + 2 * 1216 + 4 * 3456 + 6 * 1216
         #expect(e.paddingBytes == padding)
         #expect(e.totalBytes == e.categories.values.reduce(0, +))
         #expect(e.modelStateBytes == 16 * 120576 / 2)
@@ -56,10 +59,10 @@ import ZeroModels
         #expect(e.bytes(.weights) == 2 * 124928)
         #expect(e.bytes(.master) == 4 * 124928)
         #expect(e.bytes(.optimizerState) == 8 * 124928)
-        #expect(e.bytes(.gradients) == 4 * 124928 + 2 * 124928 + 3 * 4 * 124928)   // 3 levels for A = 6
+        #expect(e.bytes(.gradients) == 4 * 124928 + 2 * 51200 + 3 * 4 * 124928)    // 3 levels for A = 6
         #expect(e.bytes(.gathered) == 0)
-        #expect(e.bytes(.scratch) == 4 * 51200 + 256)                                   // fp32 compute copy + batch
-        #expect(e.paddingBytes == 4352 * (2 + 4 + 8 + 4 + 2 + 12) + 4 * 1216 + 4 * 1216)
+        #expect(e.bytes(.scratch) == 4 * (20480 + 51200) + 256)                        // fp32 op slots + batch
+        #expect(e.paddingBytes == 4352 * (2 + 4 + 8 + 4 + 12) + 2 * 1216 + 4 * 1216)
     }
 
     @Test func stages1And2AndFp32() {
@@ -67,12 +70,13 @@ import ZeroModels
         let s1 = MemoryReport.runtimeEstimate(run, stage: 1)
         #expect(s1.bytes(.weights) == 4 * 124928)
         #expect(s1.bytes(.master) == 4 * 62464)
-        #expect(s1.bytes(.gradients) == 4 * 124928 + 4 * 124928 + 4 * 62464)
+        #expect(s1.bytes(.gradients) == 4 * 124928 + 4 * 62464)                       // fp32: no wire copy
+        #expect(s1.bytes(.communication) == 4 * 25600 + 4 * 25600)                     // MPI scratch + gather source
         #expect(s1.bytes(.scratch) == 256)                                              // no widening in fp32
         let s2 = MemoryReport.runtimeEstimate(run, stage: 2)
-        #expect(s2.bytes(.gradients) == 4 * (20480 + 51200) + 4 * 51200 + 4 * 62464)
+        #expect(s2.bytes(.gradients) == 4 * (20480 + 51200) + 4 * 62464)
         let s3 = MemoryReport.runtimeEstimate(run, stage: 3)
-        #expect(s3.bytes(.gathered) == 4 * 51200)
+        #expect(s3.bytes(.gathered) == 4 * (20480 + 51200))
     }
 
     @Test func pluggableTerms() {
@@ -81,7 +85,7 @@ import ZeroModels
         run.optimizerBytesPerParameter = 8
         let e = MemoryReport.runtimeEstimate(run, stage: 2)
         #expect(e.bytes(.activations) == 32_000)
-        #expect(e.bytes(.communication) == 12345)
+        #expect(e.bytes(.communication) == 12345 + 2 * 25600)   // + the all-gather source of stage 2
         #expect(e.bytes(.optimizerState) == 4 * 62464)
     }
 

@@ -3,30 +3,6 @@ import ZeroComm
 import ZeroOptim
 import ZeroTensor
 
-/// A one-rank communicator: enough to run the cross-rank code paths in-process.
-final class LoneCommunicator: Communicator, @unchecked Sendable {
-    var rank: Int { 0 }
-    var size: Int { 1 }
-    var backendName: String { "lone" }
-    var traffic: TrafficCounters { TrafficCounters() }
-    func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>) throws {}
-    func allReduce(bfloat16 input: UnsafeBufferPointer<UInt16>, into output: UnsafeMutableBufferPointer<Float>) throws {
-        for i in input.indices { output[i] = BFloat16(bitPattern: input[i]).float }
-    }
-    func reduceScatter(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws {
-        _ = output.initialize(from: input)
-    }
-    func reduceScatter(bfloat16 input: UnsafeBufferPointer<UInt16>, into output: UnsafeMutableBufferPointer<Float>) throws {
-        for i in input.indices { output[i] = BFloat16(bitPattern: input[i]).float }
-    }
-    func allGather(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws { _ = output.initialize(from: input) }
-    func allGather(_ input: UnsafeBufferPointer<UInt16>, into output: UnsafeMutableBufferPointer<UInt16>) throws { _ = output.initialize(from: input) }
-    func allGather(_ input: UnsafeBufferPointer<Double>, into output: UnsafeMutableBufferPointer<Double>) throws { _ = output.initialize(from: input) }
-    func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
-    func barrier() throws {}
-    func abort(_ message: String) -> Never { fatalError(message) }
-}
-
 /// Steps `optimizers` (one per shard of `ranges`) over the same gradients; returns the master.
 func runSharded(_ config: OptimizerConfig, n: Int, ranges: [Range<Int>], decay: [Range<Int>], steps: ClosedRange<Int>,
                 master: inout [Float], optimizers: [any ShardOptimizer]) throws {
@@ -103,14 +79,39 @@ struct ShardingTests {
         #expect(m.map(\.bitPattern) == reference.map(\.bitPattern), "\(kind) resharded 4 -> 2")
     }
 
-    @Test func normThroughACommunicatorEqualsSingleProcess() throws {
-        let units: [[Float]] = [3 * 1024, 2048, 1024].enumerated().map { k, n in Inputs.gradient(seed: 70 + k, step: 1, count: n) }
-        let flat = units.flatMap { $0 }
-        try flat.withUnsafeBufferPointer { all in
-            var at = 0
-            let parts = units.map { u in defer { at += u.count }; return UnsafeBufferPointer(rebasing: all[at..<(at + u.count)]) }
-            let viaComm = try GlobalNorm.norm(unitShards: parts, communicator: LoneCommunicator())
-            #expect(viaComm.bitPattern == GlobalNorm.norm(units: parts).bitPattern)
+    /// The cross-rank norm through the real simulated communicator: each rank passes its
+    /// shard of every (zero-padded) unit; the bits equal the single-process norm.
+    @Test(arguments: [1, 2, 4, 8])
+    func normThroughTheCommunicatorEqualsSingleProcess(ranks: Int) throws {
+        let units: [[Float]] = [3 * 1024 + 17, 2048, 700].enumerated().map { k, n in Inputs.gradient(seed: 70 + k, step: 1, count: n) }
+        let expected = try units.withUnsafeBufferPointers { GlobalNorm.norm(units: $0) }
+        let quantum = ranks * GlobalNorm.blockSize
+        let padded = units.map { $0 + [Float](repeating: 0, count: ($0.count + quantum - 1) / quantum * quantum - $0.count) }
+        let norms = try SimulatedCluster.run(ranks: ranks) { comm in
+            try padded.withUnsafeBufferPointers { full in
+                let shards = full.map { u in
+                    let s = u.count / comm.size
+                    return UnsafeBufferPointer(rebasing: u[(comm.rank * s)..<((comm.rank + 1) * s)])
+                }
+                return try GlobalNorm.norm(unitShards: shards, communicator: comm)
+            }
         }
+        for n in norms { #expect(n.bitPattern == expected.bitPattern) }
+    }
+}
+
+extension Array where Element == [Float] {
+    /// Calls `body` with buffer pointers to every inner array.
+    func withUnsafeBufferPointers<R>(_ body: ([UnsafeBufferPointer<Float>]) throws -> R) rethrows -> R {
+        var pointers: [UnsafeBufferPointer<Float>] = []
+        func recurse(_ i: Int) throws -> R {
+            if i == count { return try body(pointers) }
+            return try self[i].withUnsafeBufferPointer { p in
+                pointers.append(p)
+                defer { pointers.removeLast() }
+                return try recurse(i + 1)
+            }
+        }
+        return try recurse(0)
     }
 }
