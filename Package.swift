@@ -41,7 +41,7 @@ let package = Package(
             dependencies: ["ZeroTensor", "ZeroComm", "ZeroModels", "ZeroOptim", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftFast
         ),
-        .target(name: "ZeroMemory", dependencies: ["ZeroModels", "ZeroOptim"], swiftSettings: swiftFast),
+        .target(name: "ZeroMemory", dependencies: ["ZeroTensor", "ZeroModels", "ZeroOptim"], swiftSettings: swiftFast),
         .executableTarget(
             name: "ZeroTrainCLI",
             dependencies: [
@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "ZeroCommTests", dependencies: ["ZeroComm", "ZeroTensor"], swiftSettings: swiftFast),
         .testTarget(name: "ZeroModelsTests", dependencies: ["ZeroModels", "ZeroTensor"], swiftSettings: swiftFast),
         .testTarget(name: "ZeroOptimTests", dependencies: ["ZeroOptim", "ZeroComm", "ZeroTensor"], swiftSettings: swiftFast),
-        .testTarget(name: "ZeroEngineTests", dependencies: ["ZeroEngine", "ZeroComm", "ZeroModels", "ZeroOptim"], swiftSettings: swiftFast),
+        .testTarget(name: "ZeroEngineTests", dependencies: ["ZeroEngine", "ZeroComm", "ZeroModels", "ZeroOptim", "ZeroMemory", "ZeroTensor"], swiftSettings: swiftFast),
         .testTarget(name: "ZeroMemoryTests", dependencies: ["ZeroMemory", "ZeroModels"], swiftSettings: swiftFast),
         .testTarget(name: "CLITests", dependencies: ["ZeroTrainCLI"], swiftSettings: swiftFast),
     ],

@@ -36,6 +36,7 @@ public struct RunOptions: Sendable {
 public func runTraining(config: TrainingConfig, communicator comm: any Communicator,
                         options: RunOptions = RunOptions(), ledger: MemoryLedger = MemoryLedger()) throws -> RunSummary {
     try config.validate()
+    comm.attach(ledger: ledger)
     try checkConsensus(config, comm)
     let vocab = GPTConfig.named(config.model)?.vocabularySize ?? 256
     let dataset = try config.data.map { try TokenDataset(contentsOf: URL(fileURLWithPath: $0), vocabularySize: vocab) }

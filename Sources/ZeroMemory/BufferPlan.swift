@@ -124,6 +124,13 @@ public struct RunConfiguration: Sendable {
     public var communicationScratchBytes: Int?
     /// Which communicator runs: its receive scratch differs.
     public var backend: Backend = .mpi
+    /// What a process holds outside the ledger: code, the Swift runtime and Foundation,
+    /// OpenBLAS's per-thread buffers, Open MPI's shared-memory segments, allocator slack.
+    /// Not derivable from the config: measured here (peak RSS minus ledger peak of
+    /// gpt-small and gpt-medium runs under mpirun, stages 0-3: 43-45 MiB), so a prediction
+    /// of RSS is `total + fixedOverheadBytes` per process.
+    public var fixedOverheadBytes: Int = RunConfiguration.measuredFixedOverheadBytes
+    public static let measuredFixedOverheadBytes = 44 << 20
 
     public enum Backend: String, Sendable { case mpi, simulated }
 

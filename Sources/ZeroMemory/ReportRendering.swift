@@ -246,10 +246,16 @@ extension MemoryReport {
                          ratio(m.maxPeak(category), e.bytes(category))])
         }
         rows.append(["total (ledger peak)", unit.format(e.totalBytes), unit.format(m.maxPeakTotal), ratio(m.maxPeakTotal, e.totalBytes)])
-        if let rss = m.maxPeakResident {
-            rows.append(["peak RSS (VmHWM)", "-", unit.format(rss), ratio(rss, e.totalBytes)])
+        var note = ""
+        if let rss = m.maxPeakResident, let run {
+            // Simulated ranks share one process: their ledgers add up in one RSS.
+            let perProcess = run.backend == .simulated ? m.ranks.count : 1
+            let predicted = perProcess * e.totalBytes + run.fixedOverheadBytes
+            rows.append(["peak RSS (VmHWM)\(perProcess > 1 ? ", whole process" : "")", unit.format(predicted), unit.format(rss), ratio(rss, predicted)])
+            note = "Predicted RSS = \(perProcess > 1 ? "\(perProcess) ranks x " : "")total + \(ByteUnit.mib.format(run.fixedOverheadBytes)) MiB fixed overhead "
+                + "(code, Swift runtime, OpenBLAS and MPI buffers, allocator; measured on this machine, docs/memory.md).\n"
         }
-        return "Predicted next to measured (units: \(unit.legend)):\n" + table(rows)
+        return "Predicted next to measured (units: \(unit.legend)):\n" + table(rows) + note
     }
 
     /// Left column left-aligned, the others right-aligned, two spaces apart.

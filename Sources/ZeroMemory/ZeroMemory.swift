@@ -1,3 +1,4 @@
+import ZeroOptim
 // ZeroMemory: the analytic per-rank memory model (docs/memory.md).
 //
 // Three views, all instant for any parameter count and rank count:
@@ -21,23 +22,15 @@ public enum PrecisionMode: String, CaseIterable, Sendable, Codable {
     public var gradientWireBytes: Int { self == .bf16 ? 2 : 4 }
 }
 
-/// Optimizers the memory model knows, by their per-parameter state size.
-public enum OptimizerKind: String, CaseIterable, Sendable, Codable {
-    /// AdamW with fp32 master, m and v: K = 12 (the paper's mixed-precision Adam).
-    case adamw
-    /// SGD with momentum: fp32 master and one buffer, K = 8.
-    case momentum
-    /// Plain SGD: the fp32 master only, K = 4.
-    case sgd
-
-    /// K: optimizer bytes per parameter, fp32 master included.
-    public var bytesPerParameter: Int {
-        switch self {
-        case .adamw: 12
-        case .momentum: 8
-        case .sgd: 4
-        }
+/// K (fp32 master + optimizer state, bytes per parameter) of an optimizer by name, as
+/// ZeroOptim reports it, rounded up to whole bytes (8-bit AdamW: 4 + 2 + its block scales).
+public func optimizerBytesPerParameter(_ name: String) throws -> Int {
+    guard let kind = ZeroOptim.OptimizerKind(rawValue: name) else {
+        throw MemoryModelError("unknown optimizer '\(name)' (known: \(ZeroOptim.OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")))")
     }
+    var config = OptimizerConfig(kind: kind)
+    if kind == .sgd { config.momentum = 0.9 }  // what the trainer runs
+    return Int(config.masterAndStateBytesPerParameter.rounded(.up))
 }
 
 /// A bad input to the memory model: one line saying what and what is allowed.

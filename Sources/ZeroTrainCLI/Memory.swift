@@ -1,5 +1,6 @@
 import ArgumentParser
 import ZeroMemory
+import ZeroComm
 import ZeroModels
 
 /// `zero-train memory`: will this fit, and which ZeRO stage do I need?
@@ -42,7 +43,7 @@ struct Memory: ParsableCommand {
     @Option(help: "Precision mode: bf16 (bf16 working weights and wire) or fp32.")
     var precision: String = "bf16"
 
-    @Option(help: "Optimizer: adamw (K = 12), momentum (K = 8), sgd (K = 4).")
+    @Option(help: "Optimizer (sets K): adamw 12, adam 12, sgd (momentum) 8, lion 8, adagrad 8, rmsprop 8, adamw8bit 7, adafactor 8.")
     var optimizer: String = "adamw"
 
     @Option(help: "Per-rank memory budget, e.g. 16GiB or 24GB (default: this machine's RAM).")
@@ -63,12 +64,23 @@ struct Memory: ParsableCommand {
     @Flag(help: "One JSON object instead of the human table.")
     var json = false
 
+    @Flag(help: "Also run the runtime view's configuration for a few steps (under mpirun, or as --ranks simulated ranks) and print measured peaks per category next to the prediction.")
+    var measure = false
+
+    @Option(help: "Optimizer steps to run with --measure.")
+    var measureSteps: Int = 3
+
     func run() throws {
         if table1 {
             print(Self.table1Text())
             return
         }
-        let report = try makeReport()
+        var report = try makeReport()
+        if measure {
+            guard let run = report.run else { throw MemoryModelError("--measure needs --model NAME (the runtime view)") }
+            guard let measured = try measureRun(run, stage: stage ?? 2, optimizer: optimizer, steps: measureSteps) else { return }
+            report.measured = measured
+        }
         print(json ? report.json(deepSpeed: deepspeed).rendered : report.text(paper: paper, deepSpeed: deepspeed), terminator: json ? "\n" : "")
     }
 
@@ -76,9 +88,7 @@ struct Memory: ParsableCommand {
         if let stage { try validateStage(stage) }
         try validateRanks(ranks)
         let shown = stage.map { [$0] } ?? Array(zeroStages)
-        guard let optimizerKind = OptimizerKind(rawValue: optimizer) else {
-            throw MemoryModelError("unknown optimizer '\(optimizer)' (known: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")))")
-        }
+        let k = try optimizerBytesPerParameter(optimizer)
         guard let precisionMode = PrecisionMode(rawValue: precision) else {
             throw MemoryModelError("unknown precision '\(precision)' (known: bf16, fp32)")
         }
@@ -92,13 +102,14 @@ struct Memory: ParsableCommand {
         case (let text?, nil):
             let largest = try largestLayerParams.map(MemoryInput.parameterCount)
             return try .scale(parameters: MemoryInput.parameterCount(text), ranks: ranks, stages: shown,
-                              optimizerBytesPerParameter: optimizerKind.bytesPerParameter,
+                              optimizerBytesPerParameter: k,
                               budgetBytes: budget, budgetSource: source, largestLayerParameters: largest)
         case (nil, let name?):
             let config = try MemoryInput.model(named: name)
             let run = RunConfiguration(model: config, ranks: ranks, stage: shown[0], microBatch: microBatch,
                                        sequenceLength: seqLen ?? config.contextLength, accumulationSteps: gradAccum,
-                                       precision: precisionMode, optimizerBytesPerParameter: optimizerKind.bytesPerParameter)
+                                       precision: precisionMode, optimizerBytesPerParameter: k,
+                                       backend: measure && !MPICommunicator.isLaunchedByMPI ? .simulated : .mpi)
             return try .runtime(run, stages: shown, budgetBytes: budget, budgetSource: source)
         case (_?, _?):
             throw MemoryModelError("give --params or --model, not both")

@@ -1,0 +1,39 @@
+import Foundation
+import Testing
+import ZeroComm
+import ZeroEngine
+import ZeroMemory
+import ZeroModels
+import ZeroTensor
+
+/// The memory report's runtime plan against what the engine really allocates: every
+/// category of every rank's ledger peak equals the prediction, padding included.
+@Suite struct MemoryAccountingTests {
+    @Test(arguments: [0, 1, 2, 3])
+    func predictedEqualsMeasuredPerCategory(stage: Int) throws {
+        for (ranks, accumulation, precision) in [(1, 3, "bf16"), (2, 1, "bf16"), (4, 2, "bf16"), (2, 2, "fp32")] {
+            var config = tinyConfig(stage: stage, steps: 2)
+            config.globalMicroBatches = nil
+            config.gradAccum = accumulation
+            config.precision = precision
+            let ledgers = (0..<ranks).map { _ in MemoryLedger() }
+            var options = RunOptions()
+            options.log = { _ in }
+            let opts = options, train = config
+            _ = try SimulatedCluster.run(ranks: ranks) { comm in
+                try runTraining(config: train, communicator: comm, options: opts, ledger: ledgers[comm.rank])
+            }
+            let run = RunConfiguration(model: .tiny, ranks: ranks, stage: stage, microBatch: config.microBatch,
+                                       sequenceLength: config.seqLen, accumulationSteps: accumulation,
+                                       precision: precision == "bf16" ? .bf16 : .fp32, backend: .simulated)
+            let predicted = MemoryReport.runtimeEstimate(run, stage: stage)
+            for (r, ledger) in ledgers.enumerated() {
+                for category in MemoryCategory.allCases {
+                    #expect(ledger.peak(category) == predicted.bytes(category),
+                            "stage \(stage), \(ranks) ranks, A=\(accumulation), \(precision), rank \(r): \(category)")
+                }
+                #expect(ledger.peakTotal == predicted.totalBytes)
+            }
+        }
+    }
+}
