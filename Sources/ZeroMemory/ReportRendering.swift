@@ -49,7 +49,8 @@ extension MemoryReport {
             ])))
             top += [("micro_batch", .int(run.microBatch)), ("sequence_length", .int(run.sequenceLength)),
                     ("grad_accum", .int(run.accumulationSteps)), ("precision", .string(run.precision.rawValue)),
-                    ("alignment", .int(run.alignment)), ("padded_params", .int(run.units.all.padded))]
+                    ("alignment", .int(run.alignment)), ("padded_params", .int(run.units.all.padded)),
+                    ("backend", .string(run.backend.rawValue)), ("fixed_overhead_bytes", .int(run.fixedOverheadBytes))]
         }
         top.append(("budget_bytes", budgetBytes.map(JSONValue.int) ?? .null))
         top.append(("recommended_stage", recommendedStage.map(JSONValue.int) ?? .null))
