@@ -3,7 +3,8 @@
 # every stage under mpirun, next to the ZeRO paper's volume: 2 Psi (stages 0-2) or 3 Psi
 # (stage 3) parameter-sized messages, each rank sending (N-1)/N of it, 2 bytes per bf16
 # element. Prints a Markdown table. With A = G/N accumulation steps, gradients are reduced
-# A times per step (the canonical order reduces each accumulation step).
+# A times per step (the canonical order reduces each accumulation step). Stage 0's
+# all-reduce sends its second half (the reduced sums) in fp32: ratio 1.5.
 # Usage: bench/scaling.sh [model] [steps] [global-micro-batches]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,8 +31,12 @@ tps = statistics.median(r["tokens_per_second"] for r in steps[1:])
 sent = [sum(r["comm_bytes"].get(k, 0) for k in ("all_reduce", "reduce_scatter", "all_gather")) for r in steps]
 per_step = statistics.median(b - a for a, b in zip(sent, sent[1:]))
 psi, accum = final["params"], g // n
-# Gradient volume (1 Psi) per accumulation step, weights (1 Psi; 2 Psi in stage 3) per step or per micro-batch.
-if stage == 3:
+# Per accumulation step the gradient is reduced (1 Psi); stage 0 all-reduces it (2 Psi),
+# stages 1-2 gather the weights once per step (1 Psi), stage 3 gathers them in forward
+# and backward of every micro-batch (2 Psi). With A = 1 this is the paper's 2 Psi / 3 Psi.
+if stage == 0:
+    volume = accum * 2 * psi
+elif stage == 3:
     volume = accum * 3 * psi
 else:
     volume = accum * psi + psi

@@ -130,8 +130,10 @@ func runOnRanks(simulate: Int?, timeout: Double, _ body: @escaping @Sendable (an
     }
 }
 
-/// One clear line on stderr and a non-zero exit.
+/// One clear line on stderr and a non-zero exit. Under mpirun every rank meets the same
+/// bad input; only rank 0 says so.
 func fail(_ error: Error) -> Never {
-    FileHandle.standardError.write(Data("zero-train: error: \(error)\n".utf8))
+    let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"] ?? ProcessInfo.processInfo.environment["PMI_RANK"] ?? "0"
+    if rank == "0" { FileHandle.standardError.write(Data("zero-train: error: \(error)\n".utf8)) }
     exit(1)
 }
