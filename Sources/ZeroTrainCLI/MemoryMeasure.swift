@@ -22,7 +22,7 @@ func measureRun(_ run: RunConfiguration, stage: Int, optimizer: String, steps: I
     let trainConfig = config
     let underMPI = MPICommunicator.isLaunchedByMPI
     let results = MeasureResults()
-    try runOnRanks(simulate: underMPI ? nil : run.ranks, timeout: trainConfig.timeout) { comm in
+    runOnRanks(simulate: underMPI ? nil : run.ranks, timeout: trainConfig.timeout) { comm in
         guard comm.size == run.ranks else {
             throw ConfigError("--ranks \(run.ranks) but mpirun started \(comm.size) ranks")
         }

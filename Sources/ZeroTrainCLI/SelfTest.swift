@@ -3,25 +3,6 @@ import Foundation
 import ZeroComm
 import ZeroTensor
 
-/// Runs `body` on every rank of this job: `simulate` ranks as threads in this process,
-/// or (without it) this process's rank under mpirun (a group of one when started
-/// directly). Under MPI an error on one rank aborts the whole job with its message,
-/// so no peer is left waiting.
-func onEveryRank<T: Sendable>(simulate: Int?, timeout: Duration = .seconds(300), _ body: @Sendable @escaping (any Communicator) throws -> T) throws -> [T] {
-    if let n = simulate {
-        return try SimulatedCluster.run(ranks: n, timeout: timeout, body)
-    }
-    let comm = try MPICommunicator.start(timeout: timeout)
-    do {
-        let result = try body(comm)
-        comm.finalize()
-        return [result]
-    } catch {
-        if comm.size == 1 { comm.finalize(); throw error }
-        comm.abort("\(error)")
-    }
-}
-
 /// `zero-train selftest-comm`: every collective, fp32 and bf16, odd sizes, inputs from
 /// (seed, rank). Rank 0 prints one line per collective with an FNV-1a 64-bit hash of
 /// every rank's result bits (in rank order) and each rank's traffic counters. The
@@ -59,7 +40,7 @@ struct SelfTestComm: ParsableCommand {
 
     func run() throws {
         let (seed, fault, timeout) = (self.seed, self.fault, self.timeout)
-        let lines = try onEveryRank(simulate: simulate, timeout: .seconds(timeout)) { comm in
+        let lines = runOnRanks(simulate: simulate, timeout: Double(timeout)) { comm in
             if fault != "none" {
                 let last = comm.rank == comm.size - 1
                 if fault == "finished" && last { return "" }

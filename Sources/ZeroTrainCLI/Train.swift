@@ -101,29 +101,28 @@ struct Train: ParsableCommand {
         options.logEvery = logEvery
         options.log = { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
         let runOptions = options
-        try runOnRanks(simulate: simulate, timeout: c.timeout) { comm in
+        runOnRanks(simulate: simulate, timeout: c.timeout) { comm in
             _ = try runTraining(config: c, communicator: comm, options: runOptions)
         }
     }
 }
 
 /// Runs `body` on every rank: threads under --simulate N, else this MPI process
-/// (a group of one without mpirun). A failure on any rank ends the whole job with one line.
-func runOnRanks(simulate: Int?, timeout: Double, _ body: @escaping @Sendable (any Communicator) throws -> Void) throws {
+/// (a group of one without mpirun). Returns the ranks' results (under MPI, this rank's).
+/// A failure on any rank ends the whole job with one line and a non-zero exit.
+@discardableResult
+func runOnRanks<T: Sendable>(simulate: Int?, timeout: Double, _ body: @escaping @Sendable (any Communicator) throws -> T) -> [T] {
+    let limit = Duration.milliseconds(Int(timeout * 1000))
     if let n = simulate {
         guard n >= 1 && n <= 1024 else { fail(ConfigError("--simulate takes 1 to 1024 ranks")) }
-        do {
-            _ = try SimulatedCluster.run(ranks: n, timeout: .milliseconds(Int(timeout * 1000)), body)
-        } catch {
-            fail(error)
-        }
-        return
+        do { return try SimulatedCluster.run(ranks: n, timeout: limit, body) } catch { fail(error) }
     }
     let comm: MPICommunicator
-    do { comm = try MPICommunicator.start(timeout: .milliseconds(Int(timeout * 1000))) } catch { fail(error) }
+    do { comm = try MPICommunicator.start(timeout: limit) } catch { fail(error) }
     do {
-        try body(comm)
+        let result = try body(comm)
         comm.finalize()
+        return [result]
     } catch {
         if comm.size == 1 { comm.finalize(); fail(error) }
         comm.abort("\(error)")
