@@ -64,7 +64,7 @@ struct BenchComm: ParsableCommand {
     func run() throws {
         let sizes = try BenchComm.parseSizes(self.sizes)
         let (iterations, warmup) = (self.iterations, self.warmup)
-        let results = try onEveryRank(simulate: simulate) { comm in
+        let results = runOnRanks(simulate: simulate, timeout: 300) { comm in
             try BenchComm.measure(comm, sizes: sizes, iterations: iterations, warmup: warmup)
         }
         guard let (ranks, backend, rows) = results.first, !rows.isEmpty else { return }
