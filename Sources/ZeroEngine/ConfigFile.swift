@@ -64,6 +64,7 @@ public enum ConfigFile {
             case "keep": c.keep = try int()
             case "max_skips": c.maxSkips = try int()
             case "timeout": c.timeout = try num()
+            case "blas_threads": c.blasThreads = try int()
             // DeepSpeed's names.
             case "train_batch_size":
                 // G * micro_batch; resolved below once micro_batch is known.

@@ -37,6 +37,7 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
                         options: RunOptions = RunOptions(), ledger: MemoryLedger = MemoryLedger()) throws -> RunSummary {
     try config.validate()
     comm.attach(ledger: ledger)
+    Blas.setThreadCount(config.blasThreads)
     try checkConsensus(config, comm)
     let vocab = GPTConfig.named(config.model)?.vocabularySize ?? 256
     let dataset = try config.data.map { try TokenDataset(contentsOf: URL(fileURLWithPath: $0), vocabularySize: vocab) }

@@ -40,6 +40,10 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var errorIfNonfinite = false
     /// Seconds a collective may wait for the other ranks before the job aborts.
     public var timeout = 300.0
+    /// OpenBLAS threads per rank. OpenBLAS splits an sgemm differently for different
+    /// thread counts, which changes the bits; the determinism contract holds for one
+    /// value across runs, so it is part of the config (default 1: one core per rank).
+    public var blasThreads = 1
 
     public init() {}
 
@@ -79,6 +83,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         guard clip >= 0 else { throw ConfigError("--clip must be >= 0") }
         guard keep >= 1 else { throw ConfigError("--keep must be at least 1") }
         guard timeout > 0 else { throw ConfigError("--timeout must be positive") }
+        guard (1...256).contains(blasThreads) else { throw ConfigError("--blas-threads must be 1 to 256") }
         if saveEvery > 0 && save == nil { throw ConfigError("--save-every needs --save DIR") }
     }
 

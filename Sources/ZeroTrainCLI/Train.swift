@@ -55,6 +55,7 @@ struct Train: ParsableCommand {
     @Option(help: "Run N ranks as threads in this process (no MPI).") var simulate: Int?
     @Option(help: "Seconds a collective waits for the other ranks before the job aborts.") var timeout: Double?
     @Option(help: "Abort after this many non-finite steps in a row.") var maxSkips: Int?
+    @Option(help: "OpenBLAS threads per rank (default 1). Bits are identical across rank counts only for the same value.") var blasThreads: Int?
     @Flag(help: "Stop with an error on a non-finite gradient norm instead of skipping the step.") var errorIfNonfinite = false
     @Option(help: "Print a progress line every N steps.") var logEvery: Int = 1
 
@@ -87,6 +88,7 @@ struct Train: ParsableCommand {
         if let v = keep { c.keep = v }
         if let v = timeout { c.timeout = v }
         if let v = maxSkips { c.maxSkips = v }
+        if let v = blasThreads { c.blasThreads = v }
         if errorIfNonfinite { c.errorIfNonfinite = true }
         try c.validate()
         return c

@@ -44,6 +44,19 @@ import Testing
         #expect(!a.sha.isEmpty && a.sha == b.sha)
     }
 
+    /// OpenBLAS's thread count changes sgemm's bits, so the engine pins it (--blas-threads,
+    /// default 1) whatever OPENBLAS_NUM_THREADS says: 1 rank equals 2 simulated ranks.
+    @Test func blasThreadsArePinnedByTheConfig() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zt-blas-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let args = ["--model", "gpt-small", "--steps", "1", "--micro-batch", "4", "--seq-len", "128", "--global-micro-batches", "2"]
+        let one = dir.appendingPathComponent("one.jsonl").path, two = dir.appendingPathComponent("two.jsonl").path
+        let a = try runProcess(zeroTrainBinary(), args + ["--metrics", one], environment: ["OPENBLAS_NUM_THREADS": "2"], timeout: .seconds(120))
+        let b = try runProcess(zeroTrainBinary(), args + ["--metrics", two, "--simulate", "2"], timeout: .seconds(120))
+        #expect(a.status == 0 && b.status == 0, "\(a.stderr)\(b.stderr)")
+        #expect(try Self.metrics(one).sha == Self.metrics(two).sha)
+    }
+
     @Test(arguments: [
         (["--stage", "4"], "stage must be 0, 1, 2 or 3"),
         (["--model", "gpt-huge"], "unknown model 'gpt-huge'"),
