@@ -84,6 +84,42 @@ struct QuantizationIndex {
     }
 }
 
+/// A branch-free nearest-code search with the same answer as `QuantizationIndex` for every
+/// float of magnitude at most 1 and for NaN (the only values the step quantizes: x = m / absmax
+/// with absmax >= |m|, or 0). The top 16 bits of the float (sign, exponent, 7 mantissa bits)
+/// select a bucket; for both maps no bucket holds more than one midpoint (checked when built,
+/// else `base` is nil), so the answer is `base[key] + (mid[base[key]] < x)`, where `mid` is padded
+/// with +infinity so that a bucket without a midpoint (or base 255) adds nothing. NaN keys have
+/// base 0 and compare false, giving code 0 like `QuantizationIndex`.
+struct FastQuantizationIndex {
+    static let signed = FastQuantizationIndex(codes: DynamicQuantizationMap.signed)
+    static let unsigned = FastQuantizationIndex(codes: DynamicQuantizationMap.unsigned)
+
+    /// Per 16-bit key: number of midpoints below the bucket's smallest value (nil if unusable).
+    let base: [UInt8]?
+    /// The 255 midpoints followed by +infinity.
+    let mid: [Float]
+
+    init(codes: [Float]) {
+        let mid = DynamicQuantizationMap.midpoints(codes)
+        var base = [UInt8](repeating: 0, count: 65536)
+        var usable = true
+        mid.withUnsafeBufferPointer { m in
+            for key in 0..<65536 {
+                let first = Float(bitPattern: UInt32(key) << 16), last = Float(bitPattern: UInt32(key) << 16 | 0xFFFF)
+                if first.isNaN || last.isNaN || first.isInfinite || last.isInfinite { continue }
+                let (lo, hi) = key < 32768 ? (first, last) : (last, first)  // negative keys run downwards
+                let below = Int(DynamicQuantizationMap.quantize(lo, midpoints: m))
+                let upTo = Int(DynamicQuantizationMap.quantize(hi, midpoints: m))
+                if upTo - below > 1 { usable = false }
+                base[key] = UInt8(below)
+            }
+        }
+        self.base = usable ? base : nil
+        self.mid = mid + [Float.infinity]
+    }
+}
+
 /// AdamW with m and v stored as 8-bit codes, block-wise (256 elements) with one fp32 absmax
 /// per block and state. Per block and step:
 /// 1. dequantize: m = signedCode[qm] * absmax_m, v = unsignedCode[qv] * absmax_v;
@@ -139,6 +175,55 @@ final class AdamW8bitOptimizer: ShardOptimizer {
     }
     var supportsResharding: Bool { true }
 
+    let fastSigned = FastQuantizationIndex.signed, fastUnsigned = FastQuantizationIndex.unsigned
+
+    /// x[k] = x[k] / by (or 0 when by is 0), one correctly rounded division per element as before.
+    @inline(__always)
+    private func normalize(_ x: UnsafeMutablePointer<Float>, n: Int, by d: Float) {
+        if d == 0 {
+            for k in 0..<n { x[k] = 0 }
+            return
+        }
+        let d8 = SIMD8<Float>(repeating: d)
+        var k = 0
+        while k + 8 <= n {
+            let a = UnsafeRawPointer(x + k).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(x + k).storeBytes(of: a / d8, as: SIMD8<Float>.self)
+            k += 8
+        }
+        while k < n { x[k] = x[k] / d; k += 1 }
+    }
+
+    /// Bit pattern of the largest |x[k]| that is not NaN (+0 when none). Branch-free integer
+    /// arithmetic on SIMD8<Int32> (all values lie in 0...0x7F80_0000 after NaN masking, so
+    /// differences never overflow), which Swift lowers to plain vector instructions.
+    @inline(__always)
+    private func absMaxBits(_ x: UnsafeMutablePointer<Float>, n: Int) -> UInt32 {
+        let magnitude = SIMD8<Int32>(repeating: 0x7FFF_FFFF), infinity = SIMD8<Int32>(repeating: 0x7F80_0000)
+        var best8 = SIMD8<Int32>(repeating: 0)
+        var k = 0
+        while k + 8 <= n {
+            var a = UnsafeRawPointer(x + k).loadUnaligned(as: SIMD8<Int32>.self) & magnitude
+            a = a & ~((infinity &- a) &>> 31)       // NaN (a > infinity's bits) -> 0
+            let diff = a &- best8
+            best8 = best8 &+ (diff & ~(diff &>> 31))  // max(best8, a)
+            k += 8
+        }
+        var best: UInt32 = 0
+        for l in 0..<8 { best = Swift.max(best, UInt32(best8[l])) }
+        while k < n {
+            let a = x[k].bitPattern & 0x7FFF_FFFF
+            if a <= 0x7F80_0000 { best = Swift.max(best, a) }
+            k += 1
+        }
+        return best
+    }
+
+    @inline(__always)
+    private func withOptionalBase(_ base: [UInt8]?, _ body: (UnsafePointer<UInt8>?) -> Void) {
+        if let base { base.withUnsafeBufferPointer { body($0.baseAddress!) } } else { body(nil) }
+    }
+
     /// Dequantized moments (for tests and inspection).
     func dequantized() -> (m: [Float], v: [Float]) {
         var m = [Float](repeating: 0, count: count), v = m
@@ -167,14 +252,20 @@ final class AdamW8bitOptimizer: ShardOptimizer {
         unsignedIndex.mid.withUnsafeBufferPointer { uMid in
         unsignedIndex.below.withUnsafeBufferPointer { uBelow in
         unsignedIndex.upTo.withUnsafeBufferPointer { uUpTo in
+        fastSigned.mid.withUnsafeBufferPointer { sMidPadBuffer in
+        fastUnsigned.mid.withUnsafeBufferPointer { uMidPadBuffer in
+        withOptionalBase(fastSigned.base) { sBase in
+        withOptionalBase(fastUnsigned.base) { uBase in
+            let sMidPad = sMidPadBuffer.baseAddress!, uMidPad = uMidPadBuffer.baseAddress!
             var runIndex = 0
             var b = 0
             while b * block < count {
                 let lo = b * block, hi = min(count, lo + block), n = hi - lo
                 let am = absM[b], av = absV[b]
+                let cm = qm + lo, cv = qv + lo
                 for k in 0..<n {
-                    m[k] = sc[Int(qm[lo + k])] * am
-                    v[k] = uc[Int(qv[lo + k])] * av
+                    m[k] = sc[Int(cm[k])] * am
+                    v[k] = uc[Int(cv[k])] * av
                 }
                 // A decay run may start inside a block: split the block at run edges.
                 var at = lo
@@ -186,22 +277,32 @@ final class AdamW8bitOptimizer: ShardOptimizer {
                                      working: w.map { $0 + at }, count: end - at, run.decays ? decayed : plain)
                     at = end
                 }
-                var maxM: Float = 0, maxV: Float = 0
-                for k in 0..<n {
-                    maxM = max(maxM, abs(m[k]))
-                    maxV = max(maxV, abs(v[k]))
-                }
+                // absmax = max(absmax, |x|) over the block, where NaN never wins (Swift's max keeps
+                // its first argument when the second is NaN). Non-negative floats order like their
+                // bit patterns, so this is an integer max over |x|'s bits with NaNs (bits above
+                // infinity's) replaced by +0: same value, order-free, and it vectorizes.
+                let maxM = Float(bitPattern: absMaxBits(m, n: n))
+                let maxV = Float(bitPattern: absMaxBits(v, n: n))
                 absM[b] = maxM
                 absV[b] = maxV
-                // Normalize in place (a vectorizable pass), then look the codes up.
-                if maxM == 0 { for k in 0..<n { m[k] = 0 } } else { for k in 0..<n { m[k] = m[k] / maxM } }
-                if maxV == 0 { for k in 0..<n { v[k] = 0 } } else { for k in 0..<n { v[k] = v[k] / maxV } }
-                for k in 0..<n {
-                    qm[lo + k] = signedIndex.quantize(m[k], mid: sMid.baseAddress!, below: sBelow.baseAddress!, upTo: sUpTo.baseAddress!)
-                    qv[lo + k] = unsignedIndex.quantize(v[k], mid: uMid.baseAddress!, below: uBelow.baseAddress!, upTo: uUpTo.baseAddress!)
+                // Normalize in place, then look the codes up.
+                normalize(m, n: n, by: maxM)
+                normalize(v, n: n, by: maxV)
+                if let sBase, let uBase {
+                    for k in 0..<n {
+                        let xm = m[k], xv = v[k]
+                        let bm = Int(sBase[Int(xm.bitPattern >> 16)]), bv = Int(uBase[Int(xv.bitPattern >> 16)])
+                        cm[k] = UInt8(truncatingIfNeeded: bm &+ (sMidPad[bm] < xm ? 1 : 0))
+                        cv[k] = UInt8(truncatingIfNeeded: bv &+ (uMidPad[bv] < xv ? 1 : 0))
+                    }
+                } else {
+                    for k in 0..<n {
+                        cm[k] = signedIndex.quantize(m[k], mid: sMid.baseAddress!, below: sBelow.baseAddress!, upTo: sUpTo.baseAddress!)
+                        cv[k] = unsignedIndex.quantize(v[k], mid: uMid.baseAddress!, below: uBelow.baseAddress!, upTo: uUpTo.baseAddress!)
+                    }
                 }
                 b += 1
             }
-        }}}}}}}}
+        }}}}}}}}}}}}
     }
 }
