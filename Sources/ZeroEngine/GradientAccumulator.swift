@@ -35,7 +35,7 @@ public final class GradientAccumulator {
         let carry = sum
         var level = 0
         while level < levels.count, let older = levels[level] {
-            add(older, into: carry, olderFirst: true)
+            add(older, into: carry)
             spare.append(older)
             levels[level] = nil
             level += 1
@@ -52,7 +52,7 @@ public final class GradientAccumulator {
             guard let partial = levels[level] else { continue }
             levels[level] = nil
             if let t = total {
-                add(partial, into: t, olderFirst: true)
+                add(partial, into: t)
                 spare.append(partial)
             } else {
                 total = partial
@@ -65,7 +65,7 @@ public final class GradientAccumulator {
     public func recycle(_ buffer: FlatBuffer<Float>) { spare.append(buffer) }
 
     /// into[i] = older[i] + into[i]
-    private func add(_ older: FlatBuffer<Float>, into newer: FlatBuffer<Float>, olderFirst: Bool) {
+    private func add(_ older: FlatBuffer<Float>, into newer: FlatBuffer<Float>) {
         let o = older.pointer, n = newer.pointer
         for i in 0..<count { n[i] = o[i] + n[i] }
     }
