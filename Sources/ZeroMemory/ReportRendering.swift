@@ -197,7 +197,8 @@ extension MemoryReport {
         let gib = ByteUnit.gib
         var out = "\nBudget: \(gib.format(budget)) GiB per rank (\(budgetSource)).\n"
         if let s = recommendedStage {
-            out += "Recommendation: stage \(s) (\(Self.stageNames[s])) fits with \(gib.format(stages[s].totalBytes)) GiB per rank: "
+            let need = ByteUnit.binary(for: Double(stages[s].totalBytes))
+            out += "Recommendation: stage \(s) (\(Self.stageNames[s])) fits with \(need.format(stages[s].totalBytes)) \(need.name) per rank: "
                 + "the smallest stage that fits, so the least communication.\n"
         } else {
             out += "Does not fit: even stage 3 needs \(gib.format(stages[3].totalBytes)) GiB per rank."
