@@ -36,21 +36,8 @@ final class MetricsWriter {
     deinit { try? handle.close() }
 }
 
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for c in s.unicodeScalars {
-        switch c {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        default: out.unicodeScalars.append(c)
-        }
-    }
-    return out + "\""
-}
-
 func jsonObject(_ dict: [String: Int]) -> String {
-    "{" + dict.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)): \($0.value)" }.joined(separator: ", ") + "}"
+    "{" + dict.sorted { $0.key < $1.key }.map { "\(jsonQuoted($0.key)): \($0.value)" }.joined(separator: ", ") + "}"
 }
 
 /// Human-readable byte count in binary units.

@@ -102,7 +102,7 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
         tokensPerSecond: seconds > 0 ? Double(tokens) / seconds : 0, peakBytesByCategory: ledger.peakByCategory,
         peakLedgerBytes: ledger.peakTotal, peakRSSBytes: peakResidentBytes(), traffic: comm.traffic,
         parameterCount: psi, paddingElements: trainer.partition.paddingElements)
-    metrics?.write([("final", "true"), ("steps", "\(summary.steps)"), ("params_sha256", jsonString(sha)),
+    metrics?.write([("final", "true"), ("steps", "\(summary.steps)"), ("params_sha256", jsonQuoted(sha)),
                     ("params", "\(psi)"), ("padded_params", "\(trainer.partition.paddedTotal)"), ("ranks", "\(comm.size)"),
                     ("stage", "\(config.stage)"), ("peak_ledger_bytes", "\(summary.peakLedgerBytes)"),
                     ("peak_rss_bytes", "\(summary.peakRSSBytes)"),
