@@ -1,7 +1,7 @@
 /// What one rank says it is calling: compared across ranks before any payload moves,
 /// so that ranks disagreeing on the collective, its element type, its count or its
 /// root get a clear error on every rank instead of a hang or silent corruption
-/// (REFERENCE.md section 7, DeepSpeed 7998).
+/// (docs/determinism.md, "Cross-rank agreement"; DeepSpeed issue 7998 is that hang).
 struct CallDescriptor: Equatable, Sendable, CustomStringConvertible {
     enum Element: Int64, Sendable {
         case none = 0, float = 1, bfloat16 = 2, uint16 = 3, double = 4, byte = 5

@@ -5,7 +5,8 @@
 /// power of two below `hi - lo`, accumulating in fp32. For 4 contributions that is
 /// `(x0 + x1) + (x2 + x3)`, for 3 it is `(x0 + x1) + x2`. Because the split points are
 /// powers of two, the tree over 2^k ranks is the tree over 2^(k-1) pairs, which is what
-/// makes a result independent of how many ranks produced it (REFERENCE.md section 9).
+/// makes a result independent of how many ranks produced it (docs/determinism.md,
+/// "Proof sketch" step 3 and "Communicator reductions").
 ///
 /// The work is done in blocks of `blockCount` elements so that the partial sums of one
 /// block stay in L1/L2; every inner loop is a plain contiguous loop the compiler

@@ -4,7 +4,7 @@ import ZeroTensor
 /// The fused single-pass mixed-precision AdamW (and Adam with coupled L2) kernel.
 ///
 /// Per element, in exactly this order (float32 unless noted; "fma" is one rounding), which is the
-/// order of torch.optim.AdamW's for-loop CPU path on AVX2 (REFERENCE.md section 3):
+/// order of torch.optim.AdamW's for-loop CPU path on AVX2 (docs/optimizers.md, "AdamW: the documented order"):
 /// ```
 /// g = fma(p, l2, g)                          Adam only (coupled L2: grad.add(param, alpha=wd))
 /// p = p * decayFactor                        AdamW only, decaying segments only; decayFactor = f32(1 - lr*wd)

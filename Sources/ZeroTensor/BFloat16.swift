@@ -1,7 +1,7 @@
 /// bfloat16 as a 16-bit pattern: the top half of an IEEE float32.
 ///
 /// Conversion from Float rounds to nearest even exactly as `torch.bfloat16`
-/// (REFERENCE.md section 5): NaN stays a quiet NaN with its sign, overflow rounds
+/// (docs/precision.md, "The rounding rule"): NaN stays a quiet NaN with its sign, overflow rounds
 /// to infinity, subnormals and signed zeros survive. Widening is a 16-bit shift.
 public struct BFloat16: Sendable, Hashable, BitwiseCopyable {
     public var bitPattern: UInt16

@@ -17,7 +17,7 @@ static inline zt_float8 zt_sqrt8(zt_float8 x) { return __builtin_elementwise_sqr
 /// Explicit because the kernels must fuse exactly where PyTorch's vectorized CPU kernels fuse.
 static inline zt_float8 zt_fma8(zt_float8 a, zt_float8 b, zt_float8 c) { return __builtin_elementwise_fma(a, b, c); }
 
-/// Round-to-nearest-even float32 -> bf16 bit patterns for 8 lanes (REFERENCE.md section 5):
+/// Round-to-nearest-even float32 -> bf16 bit patterns for 8 lanes (docs/precision.md, "The rounding rule"):
 /// NaN becomes a quiet NaN with its sign, everything else (u + 0x7FFF + lsb) >> 16.
 static inline zt_ushort8 zt_bf16_round8(zt_float8 x) {
     zt_uint8x32 u = __builtin_bit_cast(zt_uint8x32, x);
