@@ -22,6 +22,8 @@ public struct CheckpointManifest: Codable, Sendable {
         public var name: String
         public var parametersPerBlock: Int
         public var bytesPerBlock: Int
+        /// Saved whole by every rank and restored whole (absent: cut by parameter range).
+        public var replicated: Bool? = nil
     }
     public var format = "zero-train-checkpoint"
     public var version = 1
@@ -35,6 +37,9 @@ public struct CheckpointManifest: Codable, Sendable {
     public var stateArrays: [StateEntry]
     public var supportsResharding: Bool
     public var files: [FileEntry]
+    /// The learning-rate schedule with its state (ReduceLROnPlateau's best, counters and rate);
+    /// absent in older checkpoints.
+    public var schedule: LearningRateScheduler? = nil
 }
 
 public enum Checkpoint {
@@ -64,6 +69,7 @@ public enum Checkpoint {
         }
         do {
             let decoder = JSONDecoder()
+            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             let m = try decoder.decode(CheckpointManifest.self, from: data)
             guard m.format == "zero-train-checkpoint", m.version == 1 else {
                 throw ConfigError("\(url.path) is not a zero-train checkpoint manifest (version 1)")
@@ -92,6 +98,10 @@ extension Trainer {
             let local = plan.fullMaster ? shard : 0 ..< shard.count
             masters.append(Array(master[u].readOnly[local]))
             for array in optimizers[u].state {
+                if array.isReplicated {
+                    raw.append(("unit.\(u).state.\(array.name)", Data(UnsafeRawBufferPointer(array.bytes))))
+                    continue
+                }
                 let lo = local.lowerBound / array.parametersPerBlock * array.bytesPerBlock
                 let hi = local.upperBound / array.parametersPerBlock * array.bytesPerBlock
                 raw.append(("unit.\(u).state.\(array.name)", Data(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(array.bytes)[lo..<hi]))))
@@ -119,10 +129,14 @@ extension Trainer {
                 step: step, updatesApplied: updatesApplied, skippedSteps: skippedSteps, ranks: ranks,
                 stage: config.stage, config: config,
                 units: model.layout.units.enumerated().map { .init(name: $1.name, count: $1.count, padded: partition.paddedCounts[$0]) },
-                stateArrays: optimizers[0].state.map { .init(name: $0.name, parametersPerBlock: $0.parametersPerBlock, bytesPerBlock: $0.bytesPerBlock) },
-                supportsResharding: optimizers[0].supportsResharding, files: files)
+                stateArrays: optimizers[0].state.map {
+                    .init(name: $0.name, parametersPerBlock: $0.parametersPerBlock, bytesPerBlock: $0.bytesPerBlock,
+                          replicated: $0.isReplicated ? true : nil)
+                },
+                supportsResharding: optimizers[0].supportsResharding, files: files, schedule: schedule)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             try SafeTensors.writeAtomically(try encoder.encode(manifest), to: dir.appendingPathComponent("manifest.json"))
             try pruneCheckpoints(root: root)
         }
@@ -162,8 +176,17 @@ extension Trainer {
             let base = plan.fullMaster ? 0 : partition.shardRange(unit: u, rank: rank).lowerBound
             for array in optimizers[u].state {
                 guard let entry = manifest.stateArrays.first(where: { $0.name == array.name }),
-                      entry.parametersPerBlock == array.parametersPerBlock, entry.bytesPerBlock == array.bytesPerBlock else {
+                      entry.parametersPerBlock == array.parametersPerBlock, entry.bytesPerBlock == array.bytesPerBlock,
+                      (entry.replicated ?? false) == array.isReplicated else {
                     throw ConfigError("checkpoint \(dir.path) has no optimizer state '\(array.name)'")
+                }
+                if array.isReplicated {
+                    let data = try reader.replicated(unit: u, tensor: "state.\(array.name)")
+                    guard data.count == array.bytes.count else {
+                        throw ConfigError("checkpoint \(dir.path): optimizer state '\(array.name)' of unit \(u) has \(data.count) bytes, expected \(array.bytes.count)")
+                    }
+                    data.withUnsafeBytes { array.bytes.copyMemory(from: $0) }
+                    continue
                 }
                 // Elements past the old padded size are padding: zero state.
                 let count = array.bytes.count / array.bytesPerBlock * array.parametersPerBlock
@@ -174,6 +197,7 @@ extension Trainer {
                 data.withUnsafeBytes { array.bytes.copyMemory(from: $0) }
             }
         }
+        if let saved = manifest.schedule, saved.config == schedule.config { schedule = saved }
         step = manifest.step
         updatesApplied = manifest.updatesApplied
         skippedSteps = manifest.skippedSteps
@@ -221,6 +245,11 @@ public struct CheckpointReader {
             e = end
         }
         return out
+    }
+
+    /// The bytes of a replicated `tensor` of unit u (every rank saved the same; rank 0's are read).
+    public func replicated(unit u: Int, tensor: String) throws -> Data {
+        Data(try files[0].bytes("unit.\(u).\(tensor)"))
     }
 
     /// Unit u's fp32 master weights, unpadded.

@@ -43,23 +43,11 @@ func makeSchedule(_ c: TrainingConfig) throws -> LearningRateScheduler {
     return try LearningRateScheduler(s)
 }
 
-/// Adafactor factors whole matrices: the tensors of unit u lying wholly inside `range`
-/// keep their shape; pieces of a tensor cut by a shard boundary, and padding, are vectors.
-func parameterShapes(_ layout: ParameterLayout, unit u: Int, range: Range<Int>) -> [ParameterShape] {
-    var shapes: [ParameterShape] = []
-    var next = range.lowerBound
-    for t in layout.tensors.filter({ $0.unit == u }).sorted(by: { $0.offset < $1.offset }) {
-        let lo = max(t.offset, range.lowerBound), hi = min(t.offset + t.count, range.upperBound)
-        guard lo < hi else { continue }
-        if lo > next { shapes.append(.vector((next - range.lowerBound) ..< (lo - range.lowerBound))) }
-        let local = (lo - range.lowerBound) ..< (hi - range.lowerBound)
-        if lo == t.offset && hi == t.offset + t.count && t.shape.count >= 2 {
-            shapes.append(ParameterShape(range: local, rows: t.shape[0], cols: t.count / t.shape[0]))
-        } else {
-            shapes.append(.vector(local))
-        }
-        next = hi
+/// Adafactor's view of unit u: its tensors, whole, in unit coordinates (matrices keep their
+/// shape, everything else is a vector). Pieces cut by shard boundaries are combined over ranks.
+func parameterShapes(_ layout: ParameterLayout, unit u: Int) -> [ParameterShape] {
+    layout.tensors.filter { $0.unit == u }.sorted { $0.offset < $1.offset }.map { t in
+        let range = t.offset ..< t.offset + t.count
+        return t.shape.count >= 2 ? ParameterShape(range: range, rows: t.shape[0], cols: t.count / t.shape[0]) : .vector(range)
     }
-    if next < range.upperBound { shapes.append(.vector((next - range.lowerBound) ..< (range.upperBound - range.lowerBound))) }
-    return shapes
 }

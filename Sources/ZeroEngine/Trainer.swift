@@ -110,7 +110,8 @@ public final class Trainer {
             optimizers.append(try makeOptimizer(
                 optimizerConfig(config), count: masterCount,
                 decaySegments: decaySegments(unit: u, in: base ..< base + masterCount),
-                parameterShapes: config.optimizer == "adafactor" ? parameterShapes(model.layout, unit: u, range: base ..< base + masterCount) : nil,
+                parameterShapes: config.optimizer == "adafactor" ? parameterShapes(model.layout, unit: u) : nil,
+                shardOffset: base, shardedAcrossRanks: !plan.fullMaster,
                 ledger: ledger))
             accumulators.append(GradientAccumulator(count: masterCount, accumulationSteps: accumulationSteps, ledger: ledger))
         }

@@ -125,12 +125,17 @@ public struct OptimizerStateArray {
     public let parametersPerBlock: Int
     public let bytesPerBlock: Int
     public let bytes: UnsafeMutableRawBufferPointer
+    /// The same bytes on every rank, whatever the shard (Adafactor's per-tensor statistics):
+    /// saved whole and restored whole, not cut by parameter range.
+    public let isReplicated: Bool
 
-    public init(name: String, parametersPerBlock: Int, bytesPerBlock: Int, bytes: UnsafeMutableRawBufferPointer) {
+    public init(name: String, parametersPerBlock: Int, bytesPerBlock: Int, bytes: UnsafeMutableRawBufferPointer,
+                isReplicated: Bool = false) {
         self.name = name
         self.parametersPerBlock = parametersPerBlock
         self.bytesPerBlock = bytesPerBlock
         self.bytes = bytes
+        self.isReplicated = isReplicated
     }
 
     /// A float32 per parameter.
@@ -149,7 +154,7 @@ public protocol ShardOptimizer: AnyObject {
               working: UnsafeMutableBufferPointer<UInt16>?, context: StepContext) throws
     /// Empty for plain SGD without momentum.
     var state: [OptimizerStateArray] { get }
-    /// False for optimizers whose state is not parameter-aligned (Adafactor): the engine then refuses to reshard.
+    /// False for optimizers whose state can be neither cut by parameter range nor replicated: the engine then refuses to reshard.
     var supportsResharding: Bool { get }
 }
 
@@ -164,8 +169,9 @@ public struct OptimizerError: Error, CustomStringConvertible, Sendable, Equatabl
     public init(_ description: String) { self.description = description }
 }
 
-/// Shape of one parameter tensor inside a shard, for Adafactor (which factors matrices).
-/// `range` is relative to the shard; `rows * cols == range.count`; a vector has rows == 1.
+/// Shape of one parameter tensor, for Adafactor (which factors matrices).
+/// `range` is in unit coordinates (the shard starts at `shardOffset` there); `rows * cols == range.count`;
+/// a vector has rows == 1.
 public struct ParameterShape: Sendable, Codable, Equatable {
     public var range: Range<Int>
     public var rows: Int
@@ -182,10 +188,14 @@ public struct ParameterShape: Sendable, Codable, Equatable {
 
 /// Builds the optimizer for one shard of `count` parameters.
 /// - decaySegments: ranges within the shard where weight decay applies (elsewhere it is 0).
-/// - parameterShapes: Adafactor only: every tensor lying wholly inside the shard, in order, covering it.
+/// - parameterShapes: Adafactor only: the unit's tensors in order (nil: the shard is one vector).
+/// - shardOffset: Adafactor only: where the shard starts in the unit's coordinates.
+/// - shardedAcrossRanks: Adafactor only: other ranks hold other parts of the unit, so whole-tensor
+///   statistics are combined over the step context's communicator (every rank must step).
 /// - ledger: state buffers are allocated as `.optimizerState` there.
 public func makeOptimizer(_ config: OptimizerConfig, count: Int, decaySegments: [Range<Int>],
-                          parameterShapes: [ParameterShape]? = nil, ledger: MemoryLedger?) throws -> any ShardOptimizer {
+                          parameterShapes: [ParameterShape]? = nil, shardOffset: Int = 0, shardedAcrossRanks: Bool = false,
+                          ledger: MemoryLedger?) throws -> any ShardOptimizer {
     guard count >= 0 else { throw OptimizerError("negative shard size \(count)") }
     for s in decaySegments where s.lowerBound < 0 || s.upperBound > count {
         throw OptimizerError("decay segment \(s) outside the shard of \(count) parameters")
@@ -205,8 +215,8 @@ public func makeOptimizer(_ config: OptimizerConfig, count: Int, decaySegments: 
     case .adamw8bit:
         return try AdamW8bitOptimizer(config: config, count: count, decay: segments, ledger: ledger)
     case .adafactor:
-        return try AdafactorOptimizer(config: config, count: count, decay: segments,
-                                      shapes: parameterShapes, ledger: ledger)
+        return try AdafactorOptimizer(config: config, count: count, decay: segments, shapes: parameterShapes,
+                                      shardOffset: shardOffset, sharded: shardedAcrossRanks, ledger: ledger)
     }
 }
 

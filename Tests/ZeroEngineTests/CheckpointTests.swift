@@ -119,3 +119,53 @@ import ZeroEngine
         }
     }
 }
+
+@Suite(.serialized) struct OptimizerStateCheckpointTests {
+    /// Adafactor's replicated state reshards: resume at another rank count and stage.
+    @Test func adafactorResumesAndReshardsBitIdentically() throws {
+        func config(_ stage: Int, steps: Int) -> TrainingConfig {
+            var c = tinyConfig(stage: stage, globalMicroBatches: 4, steps: steps)
+            c.optimizer = "adafactor"
+            return c
+        }
+        let straight = try simulate(config(2, steps: 4), ranks: 2)
+        let dir = temporaryDirectory("adafactor")
+        var first = config(2, steps: 2)
+        first.save = dir.path
+        _ = try simulate(first, ranks: 2)
+        for (stage, ranks) in [(2, 2), (3, 4), (0, 1), (1, 4)] {
+            let resumed = try simulate(config(stage, steps: 4), ranks: ranks, resume: dir)
+            #expect(bits(resumed.losses) == bits(Array(straight.losses.suffix(2))), "stage \(stage) x \(ranks)")
+            #expect(resumed.paramsSHA256 == straight.paramsSHA256, "stage \(stage) x \(ranks)")
+        }
+    }
+
+    /// ReduceLROnPlateau's state is in the manifest and is what the resumed run uses.
+    @Test func plateauStateResumes() throws {
+        func config(steps: Int) -> TrainingConfig {
+            var c = tinyConfig(stage: 1, globalMicroBatches: 2, steps: steps)
+            c.schedule = "reduce_on_plateau"
+            return c
+        }
+        let straight = try simulate(config(steps: 5), ranks: 2)
+        let dir = temporaryDirectory("plateau")
+        var first = config(steps: 3)
+        first.save = dir.path
+        _ = try simulate(first, ranks: 2)
+        let resumed = try simulate(config(steps: 5), ranks: 2, resume: dir)
+        #expect(bits(resumed.losses) == bits(Array(straight.losses.suffix(2))))
+        #expect(resumed.paramsSHA256 == straight.paramsSHA256)
+
+        // The saved state is really used: a manifest whose plateau state has cut the rate resumes differently.
+        let manifestURL = dir.appendingPathComponent("step-00000003").appendingPathComponent("manifest.json")
+        let text = try String(contentsOf: manifestURL, encoding: .utf8)
+        let manifest = try Checkpoint.readManifest(manifestURL.deletingLastPathComponent())
+        let plateau = try #require(manifest.schedule?.plateau)
+        #expect(plateau.lastEpoch == 3 && plateau.best.isFinite && plateau.learningRate == 1e-2)
+        let cut = text.replacingOccurrences(of: "\"learningRate\" : 0.01", with: "\"learningRate\" : 0.001")
+        #expect(cut != text)
+        try cut.write(to: manifestURL, atomically: true, encoding: .utf8)
+        let changed = try simulate(config(steps: 5), ranks: 2, resume: dir)
+        #expect(changed.paramsSHA256 != straight.paramsSHA256)
+    }
+}

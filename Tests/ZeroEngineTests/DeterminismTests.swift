@@ -108,3 +108,25 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
 }
+
+@Suite struct AdafactorDeterminismTests {
+    /// Adafactor's factored statistics are whole-tensor sums combined exactly over ranks,
+    /// so tensors cut by shard boundaries give the bits of whole ones.
+    @Test func adafactorStagesAndRankCountsAgreeBitForBit() throws {
+        func config(_ stage: Int) -> TrainingConfig {
+            var c = tinyConfig(stage: stage, globalMicroBatches: 4, steps: 2)
+            c.optimizer = "adafactor"
+            c.weightDecay = 0.01
+            return c
+        }
+        let reference = try simulate(config(0), ranks: 1)
+        #expect(reference.losses.allSatisfy { $0.isFinite })
+        for stage in 0...3 {
+            for ranks in [1, 2, 4] where !(stage == 0 && ranks == 1) {
+                let run = try simulate(config(stage), ranks: ranks)
+                #expect(bits(run.losses) == bits(reference.losses), "stage \(stage) x \(ranks) ranks: losses differ")
+                #expect(run.paramsSHA256 == reference.paramsSHA256, "stage \(stage) x \(ranks) ranks: master differs")
+            }
+        }
+    }
+}
