@@ -15,8 +15,6 @@ static inline MPI_Request zt_request_null(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Status *zt_status_ignore(void) { return MPI_STATUS_IGNORE; }
 static inline MPI_Errhandler zt_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline int zt_success(void) { return MPI_SUCCESS; }
-static inline int zt_thread_single(void) { return MPI_THREAD_SINGLE; }
-static inline int zt_any_source(void) { return MPI_ANY_SOURCE; }
 static inline MPI_Status *zt_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
 static inline int zt_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
 static inline int zt_max_error_string(void) { return MPI_MAX_ERROR_STRING; }

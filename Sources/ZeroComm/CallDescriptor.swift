@@ -93,7 +93,7 @@ enum TrafficModel {
     /// allReduce = reduce-scatter of N near-equal pieces at `inWidth` bytes per element,
     /// then all-gather of the reduced fp32 pieces.
     static func allReduce(count: Int, size: Int, rank: Int, inWidth: Int) -> (sent: Int, received: Int) {
-        let p = Partition(count: count, parts: size)
+        let p = EvenSplit(count: count, parts: size)
         let mine = p.range(rank).count
         let others = count - mine
         let sent = others * inWidth + (size - 1) * mine * 4
@@ -110,11 +110,5 @@ extension TrafficCounters {
     mutating func add(_ kind: CollectiveKind, _ t: (sent: Int, received: Int)) {
         sent[kind, default: 0] += t.sent
         received[kind, default: 0] += t.received
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) * 1e-18
     }
 }

@@ -120,8 +120,9 @@ public enum CanonicalSum {
 
 /// How a collective cuts `count` elements into `parts` near-equal contiguous pieces:
 /// the first `count % parts` pieces get one element more. allReduce uses it so that
-/// any count works for any rank count.
-public struct Partition: Sendable, Equatable {
+/// any count works for any rank count. (ZeroEngine's `Partition` is the other cut: units
+/// into aligned shards.)
+public struct EvenSplit: Sendable, Equatable {
     public let count: Int
     public let parts: Int
     public init(count: Int, parts: Int) {

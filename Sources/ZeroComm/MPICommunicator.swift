@@ -9,7 +9,7 @@ import ZeroTensor
 /// from every rank with nonblocking Isend/Irecv into preallocated, reused buffers) and
 /// then the canonical tree sum (`CanonicalSum`) at the receiver, so results equal the
 /// simulated backend bit for bit. allReduce is reduce-scatter plus all-gather over N
-/// near-equal pieces (`Partition`), so any count works.
+/// near-equal pieces (`EvenSplit`), so any count works.
 ///
 /// Every collective first exchanges a 40-byte descriptor with every peer (collective,
 /// element type, count, root, sequence number): ranks that disagree all throw the same
@@ -19,6 +19,7 @@ import ZeroTensor
 /// aborts the job, since a peer that never arrives cannot be recovered from.
 ///
 /// Thread use: MPI is initialized FUNNELED; call collectives from one thread.
+/// Sendable because all mutable state (buffers, counters) is used only from that one thread.
 public final class MPICommunicator: Communicator, @unchecked Sendable {
     public let rank: Int
     public let size: Int
@@ -246,7 +247,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     /// Pairwise exchange of reduce-scatter pieces: piece q of `input` goes to rank q, and
     /// this rank's piece from every peer lands in scratch slot q. Returns the sources in
     /// rank order (its own piece read in place).
-    private func exchangePieces<T>(_ input: UnsafePointer<T>, _ partition: Partition, _ type: MPI_Datatype?, _ kind: CollectiveKind) throws -> [UnsafePointer<T>] {
+    private func exchangePieces<T>(_ input: UnsafePointer<T>, _ partition: EvenSplit, _ type: MPI_Datatype?, _ kind: CollectiveKind) throws -> [UnsafePointer<T>] {
         let mine = partition.range(rank)
         let stride = MemoryLayout<T>.stride
         // Slots for the N-1 peers only: peer q uses slot q, or q-1 above this rank.
@@ -269,7 +270,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     }
 
     /// All-gather of the reduced pieces of `partition`, in place in `buffer`.
-    private func gatherPieces(_ buffer: UnsafeMutablePointer<Float>, _ partition: Partition, _ kind: CollectiveKind) throws {
+    private func gatherPieces(_ buffer: UnsafeMutablePointer<Float>, _ partition: EvenSplit, _ kind: CollectiveKind) throws {
         for i in 1..<size {
             let q = (rank + size - i) % size
             let r = partition.range(q)
@@ -288,7 +289,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         try open(CallDescriptor(kind: .allReduce, element: .float, count: n))
         count(.allReduce, TrafficModel.allReduce(count: n, size: size, rank: rank, inWidth: 4))
         if size == 1 || n == 0 { return }
-        let partition = Partition(count: n, parts: size)
+        let partition = EvenSplit(count: n, parts: size)
         let base = buffer.baseAddress!
         let sources = try exchangePieces(UnsafePointer(base), partition, zt_float(), .allReduce)
         let mine = partition.range(rank)
@@ -303,7 +304,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         try open(CallDescriptor(kind: .allReduce, element: .bfloat16, count: n))
         count(.allReduce, TrafficModel.allReduce(count: n, size: size, rank: rank, inWidth: 2))
         if n == 0 { return }
-        let partition = Partition(count: n, parts: size)
+        let partition = EvenSplit(count: n, parts: size)
         let sources = size == 1 ? [input.baseAddress!] : try exchangePieces(input.baseAddress!, partition, zt_uint16(), .allReduce)
         let mine = partition.range(rank)
         if !mine.isEmpty { CanonicalSum.sum(bfloat16: sources, count: mine.count, into: output.baseAddress! + mine.lowerBound) }
@@ -317,7 +318,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         let c = output.count
         count(.reduceScatter, TrafficModel.exchange(chunkBytes: c * 4, size: size))
         if c == 0 { return }
-        let sources = size == 1 ? [input.baseAddress!] : try exchangePieces(input.baseAddress!, Partition(count: input.count, parts: size), zt_float(), .reduceScatter)
+        let sources = size == 1 ? [input.baseAddress!] : try exchangePieces(input.baseAddress!, EvenSplit(count: input.count, parts: size), zt_float(), .reduceScatter)
         CanonicalSum.sum(sources, count: c, into: output.baseAddress!)
     }
 
@@ -328,7 +329,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         let c = output.count
         count(.reduceScatter, TrafficModel.exchange(chunkBytes: c * 2, size: size))
         if c == 0 { return }
-        let sources = size == 1 ? [input.baseAddress!] : try exchangePieces(input.baseAddress!, Partition(count: input.count, parts: size), zt_uint16(), .reduceScatter)
+        let sources = size == 1 ? [input.baseAddress!] : try exchangePieces(input.baseAddress!, EvenSplit(count: input.count, parts: size), zt_uint16(), .reduceScatter)
         CanonicalSum.sum(bfloat16: sources, count: c, into: output.baseAddress!)
     }
 

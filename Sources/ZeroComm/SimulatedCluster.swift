@@ -40,6 +40,7 @@ public enum SimulatedCluster {
         return results.withLock { $0.map { $0! } }
     }
 
+    /// Sendable because `work` is immutable and runs once, on the thread it is handed to.
     private final class ThreadTask: @unchecked Sendable {
         let work: () -> Void
         init(_ work: @escaping () -> Void) { self.work = work }
@@ -70,6 +71,7 @@ public enum SimulatedCluster {
 /// reads everyone's posts. Posts are double-buffered by generation parity: a rank can
 /// be at most one phase ahead of the slowest reader, so it never overwrites a post
 /// someone still needs.
+/// Sendable because every mutable field is read and written only under `condition`.
 final class Rendezvous: @unchecked Sendable {
     struct Post {
         var generation = -1
@@ -155,6 +157,7 @@ func formatSeconds(_ d: Duration) -> String {
 }
 
 /// One simulated rank. Collectives must be called from the rank's own thread.
+/// Sendable because its mutable state is touched only by that thread; shared state lives in `Rendezvous`.
 final class SimulatedCommunicator: Communicator, @unchecked Sendable {
     let rank: Int
     var size: Int { rendezvous.size }
@@ -231,7 +234,7 @@ final class SimulatedCommunicator: Communicator, @unchecked Sendable {
         let n = buffer.count
         let d = CallDescriptor(kind: .allReduce, element: .float, count: n)
         let addresses = try open(d, UnsafeMutableRawPointer(buffer.baseAddress))
-        let piece = Partition(count: n, parts: size).range(rank)
+        let piece = EvenSplit(count: n, parts: size).range(rank)
         let mine = scratchBuffer(max(1, piece.count))
         if !piece.isEmpty {
             let sources = addresses.map { UnsafePointer($0!.assumingMemoryBound(to: Float.self)) + piece.lowerBound }
@@ -240,7 +243,7 @@ final class SimulatedCommunicator: Communicator, @unchecked Sendable {
         // Everyone has read the inputs; now publish the reduced pieces and gather them.
         let reduced = try phase(d, UnsafeMutableRawPointer(mine)).map(\.address)
         for q in 0..<size {
-            let r = Partition(count: n, parts: size).range(q)
+            let r = EvenSplit(count: n, parts: size).range(q)
             if r.isEmpty { continue }
             let src = reduced[q]!.assumingMemoryBound(to: Float.self)
             (buffer.baseAddress! + r.lowerBound).update(from: src, count: r.count)
@@ -254,7 +257,7 @@ final class SimulatedCommunicator: Communicator, @unchecked Sendable {
         let n = input.count
         let d = CallDescriptor(kind: .allReduce, element: .bfloat16, count: n)
         let addresses = try open(d, UnsafeMutableRawPointer(mutating: input.baseAddress))
-        let partition = Partition(count: n, parts: size)
+        let partition = EvenSplit(count: n, parts: size)
         let piece = partition.range(rank)
         if !piece.isEmpty {
             let sources = addresses.map { UnsafePointer($0!.assumingMemoryBound(to: UInt16.self)) + piece.lowerBound }

@@ -75,8 +75,8 @@ public enum Checkpoint {
                 throw ConfigError("\(url.path) is not a zero-train checkpoint manifest (version 1)")
             }
             return m
-        } catch let e as ConfigError { throw e } catch {
-            throw ConfigError("checkpoint manifest \(url.path) is unreadable: \(error)")
+        } catch let e as ConfigError { throw e } catch let e as TrainingError { throw e } catch {
+            throw TrainingError("checkpoint manifest \(url.path) is unreadable: \(error)")
         }
     }
 
@@ -121,7 +121,7 @@ extension Trainer {
             for r in 0..<ranks {
                 let name = Checkpoint.rankFileName(r)
                 guard let bytes = FileManager.default.contents(atPath: dir.appendingPathComponent(name).path) else {
-                    throw ConfigError("rank \(r)'s checkpoint shard \(name) is missing after save")
+                    throw TrainingError("rank \(r)'s checkpoint shard \(name) is missing after save")
                 }
                 files.append(.init(name: name, sha256: Checkpoint.sha256Hex(bytes), bytes: bytes.count))
             }
@@ -183,7 +183,7 @@ extension Trainer {
                 if array.isReplicated {
                     let data = try reader.replicated(unit: u, tensor: "state.\(array.name)")
                     guard data.count == array.bytes.count else {
-                        throw ConfigError("checkpoint \(dir.path): optimizer state '\(array.name)' of unit \(u) has \(data.count) bytes, expected \(array.bytes.count)")
+                        throw TrainingError("checkpoint \(dir.path): optimizer state '\(array.name)' of unit \(u) has \(data.count) bytes, expected \(array.bytes.count)")
                     }
                     data.withUnsafeBytes { array.bytes.copyMemory(from: $0) }
                     continue
@@ -219,10 +219,10 @@ public struct CheckpointReader {
         for entry in manifest.files {
             let url = dir.appendingPathComponent(entry.name)
             guard let data = FileManager.default.contents(atPath: url.path) else {
-                throw ConfigError("checkpoint shard missing: \(url.path) (the manifest lists it)")
+                throw TrainingError("checkpoint shard missing: \(url.path) (the manifest lists it)")
             }
             guard Checkpoint.sha256Hex(data) == entry.sha256 else {
-                throw ConfigError("checkpoint shard \(url.path) fails its SHA-256 check: the file is damaged")
+                throw TrainingError("checkpoint shard \(url.path) fails its SHA-256 check: the file is damaged")
             }
             files.append(try SafeTensors(data: data, source: url.path))
         }

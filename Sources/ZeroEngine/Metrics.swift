@@ -23,7 +23,7 @@ final class MetricsWriter {
 
     init(path: String) throws {
         guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
-            throw ConfigError("cannot write metrics file \(path)")
+            throw TrainingError("cannot write metrics file \(path)")
         }
         handle = h
     }

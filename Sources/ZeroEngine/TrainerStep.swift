@@ -49,13 +49,13 @@ extension Trainer {
         var skipped = false
         if !norm.isFinite || !loss.isFinite {
             if config.errorIfNonfinite {
-                throw ConfigError("non-finite \(loss.isFinite ? "gradient norm" : "loss") at step \(s + 1) (--error-if-nonfinite)")
+                throw TrainingError("non-finite \(loss.isFinite ? "gradient norm" : "loss") at step \(s + 1) (--error-if-nonfinite)")
             }
             skipped = true
             skippedSteps += 1
             consecutiveSkips += 1
             if consecutiveSkips >= config.maxSkips {
-                throw ConfigError("\(consecutiveSkips) steps in a row had a non-finite loss or gradient norm (last at step \(s + 1)); stopping. Lower --lr or check the data.")
+                throw TrainingError("\(consecutiveSkips) steps in a row had a non-finite loss or gradient norm (last at step \(s + 1)); stopping. Lower --lr or check the data.")
             }
         } else {
             consecutiveSkips = 0
@@ -155,12 +155,5 @@ extension Trainer {
                 }
             }
         }
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        let c = components
-        return Double(c.seconds) + Double(c.attoseconds) * 1e-18
     }
 }

@@ -105,6 +105,13 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     }
 }
 
+/// A failure while training (non-finite steps, damaged or missing checkpoint files, files
+/// that cannot be written), as opposed to a bad configuration: one clear line.
+public struct TrainingError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
 /// A bad configuration: one clear line.
 public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public var description: String

@@ -9,7 +9,7 @@ import ZeroTensor
 ///
 /// State flows between ops (activations forward, the residual-stream gradient backward),
 /// so call `setBatch`, every forward op in order, then every backward op in reverse.
-/// One thread at a time (`@unchecked Sendable` so a rank thread can own it).
+/// Sendable only to be handed to a rank thread: all use is from one thread at a time, never concurrent.
 public final class GPT: TrainableModel, @unchecked Sendable {
     public let config: GPTConfig
     public let layout: ParameterLayout

@@ -48,62 +48,32 @@ public enum DynamicQuantizationMap {
     }
 }
 
-/// Nearest-code search in O(1) on average, with the same answer as the binary search: the top 13
-/// bits of the float (sign, exponent, 4 mantissa bits) select a bucket of values, and a table
-/// holds how many midpoints lie below the bucket's smallest and largest value; only midpoints
-/// inside the bucket (rarely more than one) are compared.
-struct QuantizationIndex {
-    let mid: [Float]
-    let below: [UInt16]   // per key: count of midpoints < the bucket's smallest value
-    let upTo: [UInt16]    // per key: count of midpoints < the bucket's largest value
-
-    init(codes: [Float]) {
-        let mid = DynamicQuantizationMap.midpoints(codes)
-        func count(_ x: Float) -> UInt16 { UInt16(mid.filter { $0 < x }.count) }
-        var below = [UInt16](repeating: 0, count: 8192), upTo = below
-        for key in 0..<8192 {
-            let first = Float(bitPattern: UInt32(key) << 19), last = Float(bitPattern: UInt32(key) << 19 | 0x7FFFF)
-            if first.isNaN || last.isNaN { continue }
-            let (lo, hi) = key < 4096 ? (first, last) : (last, first)  // negative keys run downwards
-            below[key] = count(lo)
-            upTo[key] = count(hi)
-        }
-        self.below = below
-        self.upTo = upTo
-        self.mid = mid
-    }
-
-    @inline(__always)
-    func quantize(_ x: Float, mid: UnsafePointer<Float>, below: UnsafePointer<UInt16>, upTo: UnsafePointer<UInt16>) -> UInt8 {
-        if x.isNaN { return 0 }
-        let key = Int(x.bitPattern >> 19)
-        var q = Int(below[key])
-        let end = Int(upTo[key])
-        while q < end && mid[q] < x { q += 1 }
-        return UInt8(q)
-    }
-}
-
-/// A branch-free nearest-code search with the same answer as `QuantizationIndex` for every
-/// float of magnitude at most 1 and for NaN (the only values the step quantizes: x = m / absmax
-/// with absmax >= |m|, or 0). The top 16 bits of the float (sign, exponent, 7 mantissa bits)
-/// select a bucket; for both maps no bucket holds more than one midpoint (checked when built,
-/// else `base` is nil), so the answer is `base[key] + (mid[base[key]] < x)`, where `mid` is padded
-/// with +infinity so that a bucket without a midpoint (or base 255) adds nothing. NaN keys have
-/// base 0 and compare false, giving code 0 like `QuantizationIndex`.
-struct FastQuantizationIndex {
+/// A branch-free nearest-code search with the same answer as the binary search
+/// (`DynamicQuantizationMap.quantize`) for every float of magnitude at most 1 and for NaN (the
+/// only values the step quantizes: x = m / absmax with absmax >= |m|, or 0). The top 16 bits of
+/// the float (sign, exponent, 7 mantissa bits) select a bucket; for both maps no bucket holds more
+/// than one midpoint (checked when built), so the answer is `base[key] + (mid[base[key]] < x)`,
+/// where `mid` is padded with +infinity so that a bucket without a midpoint (or base 255) adds
+/// nothing. NaN keys have base 0 and compare false, giving code 0 like the binary search.
+/// `ChainTests` checks the whole 8-bit step against the chain that uses the binary search.
+///
+/// Sendable because the tables are written once in `init` and never change or get freed
+/// (two process-wide instances).
+struct FastQuantizationIndex: @unchecked Sendable {
     static let signed = FastQuantizationIndex(codes: DynamicQuantizationMap.signed)
     static let unsigned = FastQuantizationIndex(codes: DynamicQuantizationMap.unsigned)
 
-    /// Per 16-bit key: number of midpoints below the bucket's smallest value (nil if unusable).
-    let base: [UInt8]?
+    /// The codes themselves, for dequantization.
+    let codes: UnsafePointer<Float>
+    /// Per 16-bit key: number of midpoints below the bucket's smallest value.
+    let base: UnsafePointer<UInt8>
     /// The 255 midpoints followed by +infinity.
-    let mid: [Float]
+    let mid: UnsafePointer<Float>
 
     init(codes: [Float]) {
         let mid = DynamicQuantizationMap.midpoints(codes)
-        var base = [UInt8](repeating: 0, count: 65536)
-        var usable = true
+        let base = UnsafeMutablePointer<UInt8>.allocate(capacity: 65536)
+        base.initialize(repeating: 0, count: 65536)
         mid.withUnsafeBufferPointer { m in
             for key in 0..<65536 {
                 let first = Float(bitPattern: UInt32(key) << 16), last = Float(bitPattern: UInt32(key) << 16 | 0xFFFF)
@@ -111,12 +81,23 @@ struct FastQuantizationIndex {
                 let (lo, hi) = key < 32768 ? (first, last) : (last, first)  // negative keys run downwards
                 let below = Int(DynamicQuantizationMap.quantize(lo, midpoints: m))
                 let upTo = Int(DynamicQuantizationMap.quantize(hi, midpoints: m))
-                if upTo - below > 1 { usable = false }
+                precondition(upTo - below <= 1, "a quantization bucket holds two midpoints")
                 base[key] = UInt8(below)
             }
         }
-        self.base = usable ? base : nil
-        self.mid = mid + [Float.infinity]
+        self.base = UnsafePointer(base)
+        let padded = UnsafeMutablePointer<Float>.allocate(capacity: mid.count + 1)
+        padded.initialize(from: mid + [Float.infinity], count: mid.count + 1)
+        self.mid = UnsafePointer(padded)
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: codes.count)
+        c.initialize(from: codes, count: codes.count)
+        self.codes = UnsafePointer(c)
+    }
+
+    /// The code nearest to x (|x| <= 1 or NaN).
+    @inline(__always) func quantize(_ x: Float) -> UInt8 {
+        let b = Int(base[Int(x.bitPattern >> 16)])
+        return UInt8(truncatingIfNeeded: b &+ (mid[b] < x ? 1 : 0))
     }
 }
 
@@ -136,7 +117,6 @@ final class AdamW8bitOptimizer: ShardOptimizer {
     let qm: FlatBuffer<UInt8>, qv: FlatBuffer<UInt8>
     let absM: FlatBuffer<Float>, absV: FlatBuffer<Float>
     let signedCodes = DynamicQuantizationMap.signed, unsignedCodes = DynamicQuantizationMap.unsigned
-    let signedIndex: QuantizationIndex, unsignedIndex: QuantizationIndex
     /// Dequantized m and v of the block being updated.
     let scratch: FlatBuffer<Float>
 
@@ -153,8 +133,6 @@ final class AdamW8bitOptimizer: ShardOptimizer {
         qv = FlatBuffer(count: count, category: .optimizerState, ledger: ledger)
         absM = FlatBuffer(count: blocks, category: .optimizerState, ledger: ledger)
         absV = FlatBuffer(count: blocks, category: .optimizerState, ledger: ledger)
-        signedIndex = QuantizationIndex(codes: signedCodes)
-        unsignedIndex = QuantizationIndex(codes: unsignedCodes)
         scratch = FlatBuffer(count: 2 * block, category: .scratch, ledger: ledger)
         let zeroM = UInt8(signedCodes.firstIndex(of: 0)!), zeroV = UInt8(unsignedCodes.firstIndex(of: 0)!)
         qm.fill(zeroM)
@@ -175,7 +153,7 @@ final class AdamW8bitOptimizer: ShardOptimizer {
     }
     var supportsResharding: Bool { true }
 
-    let fastSigned = FastQuantizationIndex.signed, fastUnsigned = FastQuantizationIndex.unsigned
+    let signedIndex = FastQuantizationIndex.signed, unsignedIndex = FastQuantizationIndex.unsigned
 
     /// x[k] = x[k] / by (or 0 when by is 0), one correctly rounded division per element as before.
     @inline(__always)
@@ -219,11 +197,6 @@ final class AdamW8bitOptimizer: ShardOptimizer {
         return best
     }
 
-    @inline(__always)
-    private func withOptionalBase(_ base: [UInt8]?, _ body: (UnsafePointer<UInt8>?) -> Void) {
-        if let base { base.withUnsafeBufferPointer { body($0.baseAddress!) } } else { body(nil) }
-    }
-
     /// Dequantized moments (for tests and inspection).
     func dequantized() -> (m: [Float], v: [Float]) {
         var m = [Float](repeating: 0, count: count), v = m
@@ -244,65 +217,43 @@ final class AdamW8bitOptimizer: ShardOptimizer {
         let absM = absM.pointer.baseAddress!, absV = absV.pointer.baseAddress!
         let p = master.baseAddress!, g = gradient.baseAddress!, w = working?.baseAddress
         let runs = decay.runs
-        signedCodes.withUnsafeBufferPointer { sc in
-        unsignedCodes.withUnsafeBufferPointer { uc in
-        signedIndex.mid.withUnsafeBufferPointer { sMid in
-        signedIndex.below.withUnsafeBufferPointer { sBelow in
-        signedIndex.upTo.withUnsafeBufferPointer { sUpTo in
-        unsignedIndex.mid.withUnsafeBufferPointer { uMid in
-        unsignedIndex.below.withUnsafeBufferPointer { uBelow in
-        unsignedIndex.upTo.withUnsafeBufferPointer { uUpTo in
-        fastSigned.mid.withUnsafeBufferPointer { sMidPadBuffer in
-        fastUnsigned.mid.withUnsafeBufferPointer { uMidPadBuffer in
-        withOptionalBase(fastSigned.base) { sBase in
-        withOptionalBase(fastUnsigned.base) { uBase in
-            let sMidPad = sMidPadBuffer.baseAddress!, uMidPad = uMidPadBuffer.baseAddress!
-            var runIndex = 0
-            var b = 0
-            while b * block < count {
-                let lo = b * block, hi = min(count, lo + block), n = hi - lo
-                let am = absM[b], av = absV[b]
-                let cm = qm + lo, cv = qv + lo
-                for k in 0..<n {
-                    m[k] = sc[Int(cm[k])] * am
-                    v[k] = uc[Int(cv[k])] * av
-                }
-                // A decay run may start inside a block: split the block at run edges.
-                var at = lo
-                while at < hi {
-                    while runs[runIndex].range.upperBound <= at { runIndex += 1 }
-                    let run = runs[runIndex]
-                    let end = min(hi, run.range.upperBound)
-                    AdamWKernel.step(master: p + at, gradient: g + at, m: m + (at - lo), v: v + (at - lo),
-                                     working: w.map { $0 + at }, count: end - at, run.decays ? decayed : plain)
-                    at = end
-                }
-                // absmax = max(absmax, |x|) over the block, where NaN never wins (Swift's max keeps
-                // its first argument when the second is NaN). Non-negative floats order like their
-                // bit patterns, so this is an integer max over |x|'s bits with NaNs (bits above
-                // infinity's) replaced by +0: same value, order-free, and it vectorizes.
-                let maxM = Float(bitPattern: absMaxBits(m, n: n))
-                let maxV = Float(bitPattern: absMaxBits(v, n: n))
-                absM[b] = maxM
-                absV[b] = maxV
-                // Normalize in place, then look the codes up.
-                normalize(m, n: n, by: maxM)
-                normalize(v, n: n, by: maxV)
-                if let sBase, let uBase {
-                    for k in 0..<n {
-                        let xm = m[k], xv = v[k]
-                        let bm = Int(sBase[Int(xm.bitPattern >> 16)]), bv = Int(uBase[Int(xv.bitPattern >> 16)])
-                        cm[k] = UInt8(truncatingIfNeeded: bm &+ (sMidPad[bm] < xm ? 1 : 0))
-                        cv[k] = UInt8(truncatingIfNeeded: bv &+ (uMidPad[bv] < xv ? 1 : 0))
-                    }
-                } else {
-                    for k in 0..<n {
-                        cm[k] = signedIndex.quantize(m[k], mid: sMid.baseAddress!, below: sBelow.baseAddress!, upTo: sUpTo.baseAddress!)
-                        cv[k] = unsignedIndex.quantize(v[k], mid: uMid.baseAddress!, below: uBelow.baseAddress!, upTo: uUpTo.baseAddress!)
-                    }
-                }
-                b += 1
+        let sc = signedIndex.codes, uc = unsignedIndex.codes
+        var runIndex = 0
+        var b = 0
+        while b * block < count {
+            let lo = b * block, hi = min(count, lo + block), n = hi - lo
+            let am = absM[b], av = absV[b]
+            let cm = qm + lo, cv = qv + lo
+            for k in 0..<n {
+                m[k] = sc[Int(cm[k])] * am
+                v[k] = uc[Int(cv[k])] * av
             }
-        }}}}}}}}}}}}
+            // A decay run may start inside a block: split the block at run edges.
+            var at = lo
+            while at < hi {
+                while runs[runIndex].range.upperBound <= at { runIndex += 1 }
+                let run = runs[runIndex]
+                let end = min(hi, run.range.upperBound)
+                AdamWKernel.step(master: p + at, gradient: g + at, m: m + (at - lo), v: v + (at - lo),
+                                 working: w.map { $0 + at }, count: end - at, run.decays ? decayed : plain)
+                at = end
+            }
+            // absmax = max(absmax, |x|) over the block, where NaN never wins (Swift's max keeps
+            // its first argument when the second is NaN). Non-negative floats order like their
+            // bit patterns, so this is an integer max over |x|'s bits with NaNs (bits above
+            // infinity's) replaced by +0: same value, order-free, and it vectorizes.
+            let maxM = Float(bitPattern: absMaxBits(m, n: n))
+            let maxV = Float(bitPattern: absMaxBits(v, n: n))
+            absM[b] = maxM
+            absV[b] = maxV
+            // Normalize in place, then look the codes up.
+            normalize(m, n: n, by: maxM)
+            normalize(v, n: n, by: maxV)
+            for k in 0..<n {
+                cm[k] = signedIndex.quantize(m[k])
+                cv[k] = unsignedIndex.quantize(v[k])
+            }
+            b += 1
+        }
     }
 }

@@ -9,9 +9,6 @@ import Darwin
 /// C's `pow` on doubles: what Python's `beta ** step` calls, so bias corrections match torch bit for bit.
 @inline(__always) func cPow(_ x: Double, _ y: Double) -> Double { pow(x, y) }
 
-/// Float32 `rsqrt` as torch computes it on CPU: 1 / sqrt(x), two correctly rounded operations.
-@inline(__always) func reciprocalSquareRoot(_ x: Float) -> Float { 1 / x.squareRoot() }
-
 extension UnsafeMutableBufferPointer where Element == Float {
     /// The sub-buffer of `range` (no copy).
     @inline(__always) func part(_ range: Range<Int>) -> UnsafeMutableBufferPointer<Float> {

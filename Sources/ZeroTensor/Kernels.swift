@@ -26,15 +26,15 @@ extension Kernels {
     }
 
     /// dinp[N, C] (+)= dout W^T; dweight[C, OC] += inp^T dout; dbias[OC] += sum over rows of dout.
-    /// `dinp` is overwritten unless `accumulateInput`.
+    /// `dinp` is overwritten.
     public static func linearBackward(
         dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>?,
         dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        N: Int, C: Int, OC: Int, accumulateInput: Bool = false
+        N: Int, C: Int, OC: Int
     ) {
         if let dinp {
             Blas.sgemm(transposeB: true, m: N, n: C, k: OC, a: dout, lda: OC, b: weight, ldb: OC,
-                       beta: accumulateInput ? 1 : 0, c: dinp, ldc: C)
+                       beta: 0, c: dinp, ldc: C)
         }
         Blas.sgemm(transposeA: true, m: C, n: OC, k: N, a: inp, lda: C, b: dout, ldb: OC,
                    beta: 1, c: dweight, ldc: OC)

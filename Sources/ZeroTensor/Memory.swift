@@ -64,6 +64,7 @@ public final class MemoryLedger: Sendable {
 
 /// An owned, zero-initialized, contiguous buffer tagged with a memory category.
 /// The unsafe pointer is for kernels; the buffer frees itself and tells the ledger.
+/// Sendable because the pointer and count never change; writers must not race (one owner thread, or disjoint ranges).
 public final class FlatBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
     public let pointer: UnsafeMutableBufferPointer<Element>
     public let category: MemoryCategory

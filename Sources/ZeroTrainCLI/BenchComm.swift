@@ -121,7 +121,7 @@ struct BenchComm: ParsableCommand {
                     try comm.barrier()
                     let t0 = ContinuousClock.now
                     try op.2()
-                    if it >= warmup { times[k].append(seconds(ContinuousClock.now - t0)) }
+                    if it >= warmup { times[k].append((ContinuousClock.now - t0).seconds) }
                 }
                 buffer.update(repeating: 1e-3)  // keep repeated all-reduces finite
             }
@@ -138,8 +138,4 @@ struct BenchComm: ParsableCommand {
         }
         return (n, comm.backendName, comm.rank == 0 ? rows : [])
     }
-}
-
-private func seconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
 }

@@ -49,6 +49,7 @@ func measureRun(_ run: RunConfiguration, stage: Int, optimizer: String, steps: I
 }
 
 /// Rank 0's measurements, handed out of the rank closure.
+/// Sendable because `value` is read and written only under `lock`.
 final class MeasureResults: @unchecked Sendable {
     private let lock = NSLock()
     private var value: [MeasuredRank]?

@@ -33,6 +33,7 @@ struct ProcessTimeout: Error, CustomStringConvertible {
 
 /// Collects one pipe's bytes on its own thread, so a child filling the other pipe
 /// never deadlocks against us.
+/// Sendable because `data` is written by the reader thread only, and read after `done` is signalled.
 private final class PipeReader: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private var data = Data()

@@ -181,11 +181,11 @@ struct SimulatedCollectiveTests {
         #expect(peaks == [1040, 1036, 1036, 1036])
     }
 
-    @Test("Partition pieces are contiguous and near-equal")
+    @Test("EvenSplit pieces are contiguous and near-equal")
     func partition() {
-        let p = Partition(count: 10, parts: 4)
+        let p = EvenSplit(count: 10, parts: 4)
         #expect((0..<4).map { p.range($0) } == [0..<3, 3..<6, 6..<8, 8..<10])
-        let q = Partition(count: 2, parts: 3)
+        let q = EvenSplit(count: 2, parts: 3)
         #expect((0..<3).map { q.range($0) } == [0..<1, 1..<2, 2..<2])
     }
 }
