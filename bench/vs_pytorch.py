@@ -132,7 +132,9 @@ def run_ours(variant, model, B, T, steps, work, binary):
             peaks.append(final.get("peak_rss_bytes", 0) if r == 0 else 0)
     return {"step_seconds": [r["step_seconds"] for r in step_rows],
             "tokens_per_second": [r["tokens_per_second"] for r in step_rows],
-            "peak_rss_bytes": peaks, "params": final.get("params"), "loss_last": step_rows[-1]["loss"]}
+            "peak_rss_bytes": peaks, "params": final.get("params"), "loss_last": step_rows[-1]["loss"],
+            # what zero-train says about its compute path (OpenBLAS, oneDNN, fallbacks)
+            "says": [l for l in output.splitlines() if re.search(r"onednn|dnnl|openblas|blas|isa|fallback", l, re.I)]}
 
 
 def rss_wrap(argv):
@@ -154,6 +156,20 @@ def openblas_core():
         return lib.openblas_get_corename().decode()
     except (OSError, AttributeError):
         return "unknown"
+
+
+def torch_onednn():
+    """oneDNN version, ISA and the kernel torch picks for a bf16 matmul, from ONEDNN_VERBOSE."""
+    probe = ("import torch; torch.set_num_threads(1); a = torch.randn(64, 64, dtype=torch.bfloat16); a @ a")
+    try:
+        out = subprocess.run([sys.executable, "-c", probe], env=dict(thread_env(), ONEDNN_VERBOSE="1"),
+                             capture_output=True, text=True, timeout=300).stdout
+    except subprocess.TimeoutExpired:
+        return "unknown"
+    version = re.search(r"info,(oneDNN v[\d.]+)", out)
+    isa = re.search(r"info,cpu,isa:(.*)", out)
+    kernel = re.search(r"exec,cpu,matmul,([^,]+)", out)
+    return ", ".join(m.group(1).strip() for m in (version, isa, kernel) if m) or "unknown"
 
 
 def median(xs):
@@ -196,12 +212,14 @@ def main():
               "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
               "cores": os.cpu_count(), "torch": torch.__version__,
               "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "openblas_core": openblas_core(),
+              "torch_onednn": torch_onednn(),
               "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", ""), "python": platform.python_version(),
               "load_before": load, "ranks": RANKS, "threads_per_rank": 1,
               "steps": steps, "warmup": warmup, "rounds": rounds}
     print(f"vs_pytorch: {header['date']}, {header['cpu']} x {header['cores']} cores, load {' '.join(load)}")
     print(f"  torch {header['torch']} (CPU capability {header['torch_cpu_capability']}), "
           f"OpenBLAS core {header['openblas_core']} (OPENBLAS_CORETYPE={header['OPENBLAS_CORETYPE'] or 'unset'})")
+    print(f"  torch oneDNN: {header['torch_onednn']}")
     print(f"  {RANKS} ranks x 1 thread, {rounds} round(s) x ({warmup} warm-up + {steps} timed steps) per variant")
 
     data = {m: {v: {"tokens_per_second": [], "peak_rss_bytes": [], "rounds": []} for v in variants} for m in models}
@@ -255,6 +273,9 @@ def main():
         if counts and not same:
             print(f"vs_pytorch: parameter counts differ for {m}", file=sys.stderr)
         print()
+    says = sorted({l for m in models for v in variants for r in data[m][v]["rounds"] for l in r.get("says", [])})
+    for line in says:
+        print(f"zero-train: {line}")
     print("ratios: ours bf16 / best torch bf16 (ddp-bf16, fsdp2-bf16); ours fp32 / ddp-fp32")
     print(f"load after: {' '.join(header['load_after'])}")
     if a.json:
