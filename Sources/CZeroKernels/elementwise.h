@@ -142,23 +142,13 @@ void ZT_FN(zt_residual_backward)(float *da, float *db, const float *dout, long n
     for (; i < n; i++) { da[i] += dout[i]; db[i] += dout[i]; }
 }
 
-/// dbias[o] += rows in order; 64 columns are kept in registers across all N rows.
+/// dbias[o] += dout[n][o] for n in order: whole rows streamed, dbias stays in L1.
 void ZT_FN(zt_bias_backward)(float *dbias, const float *dout, long N, long OC) {
-    long o = 0;
-    for (; o + 4 * ZT_W <= OC; o += 4 * ZT_W) {
-        zt_vf s0 = ZT_FN(ld)(dbias + o), s1 = ZT_FN(ld)(dbias + o + ZT_W);
-        zt_vf s2 = ZT_FN(ld)(dbias + o + 2 * ZT_W), s3 = ZT_FN(ld)(dbias + o + 3 * ZT_W);
-        for (long n = 0; n < N; n++) {
-            const float *r = dout + n * OC + o;
-            s0 += ZT_FN(ld)(r); s1 += ZT_FN(ld)(r + ZT_W); s2 += ZT_FN(ld)(r + 2 * ZT_W); s3 += ZT_FN(ld)(r + 3 * ZT_W);
-        }
-        ZT_FN(st)(dbias + o, s0); ZT_FN(st)(dbias + o + ZT_W, s1);
-        ZT_FN(st)(dbias + o + 2 * ZT_W, s2); ZT_FN(st)(dbias + o + 3 * ZT_W, s3);
-    }
-    for (; o < OC; o++) {
-        float s = dbias[o];
-        for (long n = 0; n < N; n++) s += dout[n * OC + o];
-        dbias[o] = s;
+    for (long n = 0; n < N; n++) {
+        const float *r = dout + n * OC;
+        long o = 0;
+        for (; o + ZT_W <= OC; o += ZT_W) ZT_FN(st)(dbias + o, ZT_FN(ld)(dbias + o) + ZT_FN(ld)(r + o));
+        for (; o < OC; o++) dbias[o] += r[o];
     }
 }
 
