@@ -62,8 +62,8 @@ struct BenchKernels: ParsableCommand {
                     let data = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
                     print(String(decoding: data, as: UTF8.self))
                 } else {
-                    print(String(format: "%-20@ %11d %8.2f %7.1f %6.1f %10.1f %7.0f%% %9.1f %7.2fx  %@",
-                                 c.name as NSString, c.elements, c.bytes / 1e6, r.new * 1e6, gbs, copy, 100 * gbs / copy,
+                    print(c.name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%10d %8.2f %7.1f %6.1f %10.1f %7.0f%% %9.1f %7.2fx  %@",
+                                 c.elements, c.bytes / 1e6, r.new * 1e6, gbs, copy, 100 * gbs / copy,
                                  r.old * 1e6, r.old / r.new, (r.identical ? "yes" : "NO") as NSString))
                 }
             }
