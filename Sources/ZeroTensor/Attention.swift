@@ -1,3 +1,4 @@
+import CZeroKernels
 import Foundation
 
 extension Kernels {
@@ -25,7 +26,7 @@ extension Kernels {
                     let r1 = min(T, r0 + attentionBlockRows), rows = r1 - r0
                     Blas.sgemm(transposeB: true, m: rows, n: r1, k: hs, alpha: scale, a: q + r0 * C3, lda: C3, b: k, ldb: C3,
                                c: a + r0 * T, ldc: T)
-                    for t in r0..<r1 { softmaxCausalRow(a + t * T, t: t, T: T) }
+                    softmaxCausalRows(a, r0: r0, r1: r1, T: T)
                     Blas.sgemm(m: rows, n: hs, k: r1, a: a + r0 * T, lda: T, b: v, ldb: C3, c: y + r0 * C, ldc: C)
                     r0 = r1
                 }
@@ -36,20 +37,18 @@ extension Kernels {
     /// Rows per block in the causal attention sgemms (queries r0..<r0+64 see keys 0..<r0+64).
     public static let attentionBlockRows = 64
 
-    /// Softmax of row[0...t] in place, zeros for row[t+1..<T].
+    /// Softmax of rows r0..<r1 of a T-wide matrix in place over columns 0...t, zeros after
+    /// (C kernel: vector max and glibc-exact exps, the row sum sequential; elementwise.h).
     @inline(__always)
-    static func softmaxCausalRow(_ row: UnsafeMutablePointer<Float>, t: Int, T: Int) {
-        var maxv = -Float.infinity
-        for j in 0...t { maxv = max(maxv, row[j]) }
-        var sum: Float = 0
-        for j in 0...t {
-            let e = Foundation.exp(row[j] - maxv)
-            row[j] = e
-            sum += e
-        }
-        let inv = 1 / sum
-        for j in 0...t { row[j] *= inv }
-        for j in (t + 1)..<T { row[j] = 0 }
+    public static func softmaxCausalRows(_ a: UnsafeMutablePointer<Float>, r0: Int, r1: Int, T: Int) {
+        zt_softmax_causal_rows(a, r0, r1, T)
+    }
+
+    /// Softmax backward of rows r0..<r1: d = a (d - sum_j a d) on columns 0...t (the dot summed
+    /// in order), zeros on t < j < r1.
+    @inline(__always)
+    public static func softmaxCausalBackwardRows(_ a: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, r0: Int, r1: Int, T: Int) {
+        zt_softmax_causal_backward_rows(a, d, r0, r1, T)
     }
 
     /// Backward of `attentionForward`: dqkv[B, T, 3C] += gradients from dout[B, T, C].
@@ -75,13 +74,7 @@ extension Kernels {
                     Blas.sgemm(transposeB: true, m: rows, n: r1, k: hs, a: dy + r0 * C, lda: C, b: v, ldb: C3, c: sb, ldc: T)
                     Blas.sgemm(transposeA: true, m: r1, n: hs, k: rows, a: ab, lda: T, b: dy + r0 * C, ldb: C, beta: 1, c: dv, ldc: C3)
                     // dS = A * (dA - sum_j A dA), causal rows
-                    for t in r0..<r1 {
-                        let ar = a + t * T, dr = scratch + t * T
-                        var dot: Float = 0
-                        for j in 0...t { dot += ar[j] * dr[j] }
-                        for j in 0...t { dr[j] = ar[j] * (dr[j] - dot) }
-                        for j in (t + 1)..<r1 { dr[j] = 0 }
-                    }
+                    softmaxCausalBackwardRows(a, scratch, r0: r0, r1: r1, T: T)
                     // dq += scale dS k; dk += scale dS^T q
                     Blas.sgemm(m: rows, n: hs, k: r1, alpha: scale, a: sb, lda: T, b: k, ldb: C3, beta: 1, c: dq + r0 * C3, ldc: C3)
                     Blas.sgemm(transposeA: true, m: r1, n: hs, k: rows, alpha: scale, a: sb, lda: T, b: q + r0 * C3, ldb: C3,

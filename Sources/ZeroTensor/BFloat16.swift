@@ -1,3 +1,5 @@
+import CZeroKernels
+
 /// bfloat16 as a 16-bit pattern: the top half of an IEEE float32.
 ///
 /// Conversion from Float rounds to nearest even exactly as `torch.bfloat16`
@@ -27,52 +29,28 @@ public struct BFloat16: Sendable, Hashable, BitwiseCopyable {
     }
 }
 
-// MARK: - Bulk conversions (8 lanes at a time)
+// MARK: - Bulk conversions (C kernels, AVX2 or AVX-512: elementwise.h)
 
 extension BFloat16 {
     /// Rounds every float to a bf16 pattern (round to nearest even, NaN kept quiet with its
     /// sign), bit-identical to the scalar `round(_:)`. `dst.count` must equal `src.count`.
     public static func round(_ src: UnsafeBufferPointer<Float>, into dst: UnsafeMutableBufferPointer<UInt16>) {
         precondition(dst.count == src.count, "bf16 round: \(src.count) values into \(dst.count) slots")
-        let n = src.count
-        guard n > 0 else { return }
-        let s = UnsafeRawPointer(src.baseAddress!), d = UnsafeMutableRawPointer(dst.baseAddress!)
-        var i = 0
-        while i + 8 <= n {
-            let u = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<UInt32>.self)
-            d.storeBytes(of: round8(u), toByteOffset: 2 * i, as: SIMD8<UInt16>.self)
-            i += 8
-        }
-        while i < n { dst[i] = round(src[i]); i += 1 }
+        guard src.count > 0 else { return }
+        zt_bf16_round(src.baseAddress!, dst.baseAddress!, src.count)
     }
 
     /// Widens bf16 patterns to floats (exact: a 16-bit shift).
     public static func widen(_ src: UnsafeBufferPointer<UInt16>, into dst: UnsafeMutableBufferPointer<Float>) {
         precondition(dst.count == src.count, "bf16 widen: \(src.count) values into \(dst.count) slots")
-        let n = src.count
-        guard n > 0 else { return }
-        let s = UnsafeRawPointer(src.baseAddress!), d = UnsafeMutableRawPointer(dst.baseAddress!)
-        var i = 0
-        while i + 8 <= n {
-            let h = s.loadUnaligned(fromByteOffset: 2 * i, as: SIMD8<UInt16>.self)
-            d.storeBytes(of: SIMD8<UInt32>(truncatingIfNeeded: h) &<< 16, toByteOffset: 4 * i, as: SIMD8<UInt32>.self)
-            i += 8
-        }
-        while i < n { dst[i] = Float(bitPattern: UInt32(src[i]) << 16); i += 1 }
+        guard src.count > 0 else { return }
+        zt_bf16_widen(src.baseAddress!, dst.baseAddress!, src.count)
     }
 
     /// Replaces every float by the nearest bf16 value (round then widen), in place.
     public static func quantize(inPlace buffer: UnsafeMutableBufferPointer<Float>) {
-        let n = buffer.count
-        guard n > 0 else { return }
-        let p = UnsafeMutableRawPointer(buffer.baseAddress!)
-        var i = 0
-        while i + 8 <= n {
-            let u = p.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<UInt32>.self)
-            p.storeBytes(of: SIMD8<UInt32>(truncatingIfNeeded: round8(u)) &<< 16, toByteOffset: 4 * i, as: SIMD8<UInt32>.self)
-            i += 8
-        }
-        while i < n { buffer[i] = quantize(buffer[i]); i += 1 }
+        guard buffer.count > 0 else { return }
+        zt_bf16_quantize(buffer.baseAddress!, buffer.count)
     }
 
     /// Eight float bit patterns to eight bf16 patterns (the scalar rule, lane-wise).

@@ -1,3 +1,4 @@
+import CZeroKernels
 import Foundation
 
 /// Forward/backward kernel pairs in the style of llm.c: plain loops over raw
@@ -41,12 +42,9 @@ extension Kernels {
         if let dbias { biasBackward(dbias: dbias, dout: dout, N: N, OC: OC) }
     }
 
-    /// dbias[OC] += sum over n of dout[n, OC] (rows added in order, lanes vectorize).
+    /// dbias[OC] += sum over n of dout[n, OC] (rows added in order).
     public static func biasBackward(dbias: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, N: Int, OC: Int) {
-        for n in 0..<N {
-            let row = dout + n * OC
-            for o in 0..<OC { dbias[o] += row[o] }
-        }
+        zt_bias_backward(dbias, dout, N, OC)
     }
 }
 
@@ -96,12 +94,12 @@ extension Kernels {
 extension Kernels {
     /// out = a + b over n elements.
     public static func residualForward(out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>, count n: Int) {
-        for i in 0..<n { out[i] = a[i] + b[i] }
+        zt_residual_forward(out, a, b, n)
     }
 
     /// da += dout; db += dout.
     public static func residualBackward(da: UnsafeMutablePointer<Float>, db: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, count n: Int) {
-        for i in 0..<n { da[i] += dout[i]; db[i] += dout[i] }
+        zt_residual_backward(da, db, dout, n)
     }
 
     /// out = max(inp, 0) (in place allowed).
@@ -119,23 +117,13 @@ extension Kernels {
 
 extension Kernels {
     /// losses[n] = logsumexp(logits[n, :]) - logits[n, targets[n]]; returns their mean
-    /// (summed in Double, so the mean does not depend on N's size for accuracy).
+    /// (summed in Double, so the mean does not depend on N's size for accuracy). The row sum of
+    /// exps is sequential and each exp has glibc expf's bits, vectorized (elementwise.h).
     @discardableResult
     public static func crossEntropyForward(
         losses: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>, N: Int, V: Int
     ) -> Float {
-        var total = 0.0
-        for n in 0..<N {
-            let row = logits + n * V
-            var maxv = -Float.infinity
-            for v in 0..<V { maxv = max(maxv, row[v]) }
-            var sum: Float = 0
-            for v in 0..<V { sum += Foundation.exp(row[v] - maxv) }
-            let l = Foundation.log(sum) + maxv - row[Int(targets[n])]
-            losses[n] = l
-            total += Double(l)
-        }
-        return Float(total / Double(N))
+        zt_cross_entropy_forward(losses, logits, targets, N, V)
     }
 
     /// dlogits[n, v] = (softmax(logits[n])[v] - [v == targets[n]]) * dloss, with dloss = 1 / N
@@ -144,19 +132,6 @@ extension Kernels {
         dlogits: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
         N: Int, V: Int, dloss: Float
     ) {
-        for n in 0..<N {
-            let row = logits + n * V, drow = dlogits + n * V
-            var maxv = -Float.infinity
-            for v in 0..<V { maxv = max(maxv, row[v]) }
-            var sum: Float = 0
-            for v in 0..<V {
-                let e = Foundation.exp(row[v] - maxv)
-                drow[v] = e
-                sum += e
-            }
-            let scale = dloss / sum
-            for v in 0..<V { drow[v] *= scale }
-            drow[Int(targets[n])] -= dloss
-        }
+        zt_cross_entropy_backward(dlogits, logits, targets, N, V, dloss)
     }
 }

@@ -20,6 +20,6 @@ struct ZeroTrain: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure a hot path next to the limit it chases (memory bandwidth, sgemm, raw MPI).",
-        subcommands: [BenchComm.self, BenchStep.self, BenchOptimizer.self]
+        subcommands: [BenchComm.self, BenchStep.self, BenchOptimizer.self, BenchKernels.self]
     )
 }

@@ -34,4 +34,37 @@ static inline void zt_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 /// Version tag so the target has a compiled translation unit.
 int zt_kernels_version(void);
 
+// MARK: Elementwise kernels (elementwise.h), AVX2 or AVX-512 chosen at run time (dispatch.c)
+
+/// Instruction sets of the elementwise kernels.
+enum { ZT_ISA_AVX2 = 0, ZT_ISA_AVX512 = 1 };
+/// The set in use: the best the CPU has, or AVX2 when ZERO_TRAIN_KERNELS=avx2.
+int zt_kernels_isa(void);
+/// The best set this CPU runs.
+int zt_kernels_best_isa(void);
+/// Selects a set; returns -1 (and changes nothing) when the CPU lacks it.
+int zt_kernels_set_isa(int isa);
+
+/// out[i] = expf(inp[i]) with glibc's expf bits.
+void zt_expf_array(float *out, const float *inp, long n);
+void zt_residual_forward(float *out, const float *a, const float *b, long n);
+void zt_residual_backward(float *da, float *db, const float *dout, long n);
+void zt_bias_backward(float *dbias, const float *dout, long N, long OC);
+void zt_gelu_forward(float *out, const float *inp, long n);
+void zt_gelu_backward(float *dinp, const float *inp, const float *dout, long n);
+void zt_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                          const float *bias, long N, long C, float eps);
+void zt_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                           const float *weight, const float *mean, const float *rstd, long N, long C);
+/// Causal softmax of rows [r0, r1) of a T-wide matrix in place (zeros above the diagonal).
+void zt_softmax_causal_rows(float *a, long r0, long r1, long T);
+/// Its backward for rows [r0, r1): d = a (d - rowdot(a, d)) on j <= t, zeros for t < j < r1.
+void zt_softmax_causal_backward_rows(const float *a, float *d, long r0, long r1, long T);
+float zt_cross_entropy_forward(float *losses, const float *logits, const int32_t *targets, long N, long V);
+void zt_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, long N, long V,
+                               float dloss);
+void zt_bf16_round(const float *src, uint16_t *dst, long n);
+void zt_bf16_widen(const uint16_t *src, float *dst, long n);
+void zt_bf16_quantize(float *buf, long n);
+
 #endif
