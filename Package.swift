@@ -41,7 +41,7 @@ let package = Package(
             dependencies: ["ZeroTensor", "ZeroComm", "ZeroModels", "ZeroOptim", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftFast
         ),
-        .target(name: "ZeroMemory", dependencies: ["ZeroTensor", "ZeroModels", "ZeroOptim"], swiftSettings: swiftFast),
+        .target(name: "ZeroMemory", dependencies: ["ZeroTensor", "ZeroModels", "ZeroOptim", "ZeroEngine"], swiftSettings: swiftFast),
         .executableTarget(
             name: "ZeroTrainCLI",
             dependencies: [

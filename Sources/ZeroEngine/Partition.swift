@@ -11,16 +11,19 @@ public struct Partition: Sendable, Equatable {
     public static let alignment = 1024
 
     public let ranks: Int
+    /// Every unit's padded size is a multiple of ranks * alignment.
+    public let unitAlignment: Int
     /// Unpadded element counts, one per unit.
     public let unitCounts: [Int]
     /// Padded element counts, multiples of ranks * alignment.
     public let paddedCounts: [Int]
 
-    public init(unitCounts: [Int], ranks: Int) {
-        precondition(ranks >= 1)
+    public init(unitCounts: [Int], ranks: Int, alignment: Int = Partition.alignment) {
+        precondition(ranks >= 1 && alignment >= 1)
         self.ranks = ranks
+        self.unitAlignment = alignment
         self.unitCounts = unitCounts
-        let quantum = ranks * Partition.alignment
+        let quantum = ranks * alignment
         paddedCounts = unitCounts.map { ($0 + quantum - 1) / quantum * quantum }
     }
 

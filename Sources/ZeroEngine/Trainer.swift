@@ -6,17 +6,15 @@ import ZeroTensor
 
 /// One rank's training state and its step.
 ///
-/// The step is one straight sequence (docs/design.md): for each accumulation step,
-/// forward op by op (stage 3 gathers each op's units first), then backward in reverse
-/// (gather again, backward, reduce a unit's gradient as soon as its last op is done
-/// in stages 2-3, or all units after backward in stages 0-1). After the last micro-batch:
-/// finish the canonical sums, average, global norm, clip, update the owned range,
-/// re-gather working weights (stages 1-2). `StagePlan` turns calls into no-ops.
+/// The step is one straight call sequence over `ShardedUnit`s (docs/design.md); what a
+/// stage keeps full or sharded, when gradients are reduced and which types travel are
+/// data, computed once in the `AllocationPlan` and held by the units.
 public final class Trainer {
     public let config: TrainingConfig
     public let communicator: any Communicator
     public let plan: StagePlan
     public let partition: Partition
+    public let allocation: AllocationPlan
     public let model: any TrainableModel
     public let ledger: MemoryLedger
     public let accumulationSteps: Int
@@ -25,29 +23,11 @@ public final class Trainer {
     public var globalMicroBatches: Int { accumulationSteps * ranks }
 
     let dataset: TokenDataset
-    let bf16: Bool
     var schedule: LearningRateScheduler
     let opUnits: [[Int]]
-    /// For each unit, the op whose backward is its last use (backward runs ops in reverse).
-    let lastBackwardOp: [Int]
-
-    // Working weights: full padded units (stages 0-2) or the owned shard (stage 3).
-    var workingBF16: [FlatBuffer<UInt16>] = []
-    var workingF32: [FlatBuffer<Float>] = []
-    // fp32 master: full padded units (stage 0) or the owned shard (1-3).
-    var master: [FlatBuffer<Float>] = []
-    var optimizers: [any ShardOptimizer] = []
-    var accumulators: [GradientAccumulator] = []
-
-    // Two slots serve every op: slot 0 for unit 0 (the tied embedding), slot 1 for any other unit.
-    var computeSlots: [FlatBuffer<Float>] = []     // bf16 widened to fp32 for the kernels
-    var gatheredBF16Slots: [FlatBuffer<UInt16>] = [] // stage 3, bf16
-    var gatheredF32Slots: [FlatBuffer<Float>] = []   // stage 3, fp32 mode
-    var gradSlots: [FlatBuffer<Float>] = []        // stages 2-3
-    var fullGrads: [FlatBuffer<Float>] = []        // stages 0-1
-    var wire: FlatBuffer<UInt16>? = nil            // bf16 copy of one unit's gradient
-    var shardScratch: FlatBuffer<Float>            // stages 1-2 gather source, fp32
-    var shardScratchBF16: FlatBuffer<UInt16>
+    /// One per parameter unit, in layout order.
+    public private(set) var units: [ShardedUnit] = []
+    let slots: UnitSlots
     let tokens: FlatBuffer<Int32>
     let targets: FlatBuffer<Int32>
 
@@ -65,71 +45,38 @@ public final class Trainer {
         self.ledger = ledger
         self.dataset = dataset
         self.plan = StagePlan(stage: config.stage)
-        self.bf16 = config.isBF16
         accumulationSteps = try config.accumulationSteps(ranks: communicator.size)
         model = try makeModel(config, ledger: ledger)
         guard dataset.vocabularySize <= model.vocabularySize else {
             throw ConfigError("the data has token ids up to \(dataset.vocabularySize - 1) but \(config.model) has a vocabulary of \(model.vocabularySize)")
         }
+        guard let precision = PrecisionPolicy(named: config.precision) else {
+            throw ConfigError("unknown precision '\(config.precision)' (bf16, fp32)")
+        }
         partition = Partition(layout: model.layout, ranks: communicator.size)
         schedule = try makeSchedule(config)
         opUnits = model.opUnits
-        var last = Array(repeating: Int.max, count: model.layout.units.count)
-        for (op, units) in opUnits.enumerated() { for u in units { last[u] = min(last[u], op) } }
-        lastBackwardOp = last
-        let bt = config.microBatch * config.seqLen
-        tokens = FlatBuffer(count: bt, category: .scratch, ledger: ledger)
-        targets = FlatBuffer(count: bt, category: .scratch, ledger: ledger)
-        let part = partition, gathers = plan.gathersWeightsAfterUpdate, isBF16 = config.isBF16
-        let maxShard = (0..<part.unitCount).map { part.shardCount(unit: $0) }.max() ?? 0
-        shardScratch = FlatBuffer(count: gathers && !isBF16 ? maxShard : 0, category: .communication, ledger: ledger)
-        shardScratchBF16 = FlatBuffer(count: gathers && isBF16 ? maxShard : 0, category: .communication, ledger: ledger)
-        try allocateState()
-    }
-
-    // MARK: - Buffers
-
-    var slotSizes: [Int] {
-        let p = partition.paddedCounts
-        return [p[0], p.dropFirst().max() ?? 0]
-    }
-    func slot(of unit: Int) -> Int { unit == 0 ? 0 : 1 }
-
-    private func allocateState() throws {
-        let p = partition
-        for u in 0..<p.unitCount {
-            let workingCount = plan.fullWorkingWeights ? p.paddedCounts[u] : p.shardCount(unit: u)
-            if bf16 {
-                workingBF16.append(FlatBuffer(count: workingCount, category: .weights, ledger: ledger))
-            } else {
-                workingF32.append(FlatBuffer(count: workingCount, category: .weights, ledger: ledger))
-            }
-            let masterCount = plan.fullMaster ? p.paddedCounts[u] : p.shardCount(unit: u)
-            master.append(FlatBuffer(count: masterCount, category: .master, ledger: ledger))
-            let base = plan.fullMaster ? 0 : p.shardRange(unit: u, rank: rank).lowerBound
-            optimizers.append(try makeOptimizer(
-                optimizerConfig(config), count: masterCount,
-                decaySegments: decaySegments(unit: u, in: base ..< base + masterCount),
+        allocation = AllocationPlan(partition: partition, opUnits: opUnits, rank: communicator.rank, stage: plan,
+                                    precision: precision, microBatch: config.microBatch, sequenceLength: config.seqLen,
+                                    accumulationSteps: accumulationSteps)
+        tokens = FlatBuffer(count: allocation.batchElements, category: .scratch, ledger: ledger)
+        targets = FlatBuffer(count: allocation.batchElements, category: .scratch, ledger: ledger)
+        slots = UnitSlots(plan: allocation, ledger: ledger)
+        for u in 0..<partition.unitCount {
+            let range = allocation.range(allocation.master, unit: u)
+            let optimizer = try makeOptimizer(
+                optimizerConfig(config), count: range.count, decaySegments: decaySegments(unit: u, in: range),
                 parameterShapes: config.optimizer == "adafactor" ? parameterShapes(model.layout, unit: u) : nil,
-                shardOffset: base, shardedAcrossRanks: !plan.fullMaster,
-                ledger: ledger))
-            accumulators.append(GradientAccumulator(count: masterCount, accumulationSteps: accumulationSteps, ledger: ledger))
-        }
-        if plan.reduceGradientsPerUnit {
-            gradSlots = slotSizes.map { FlatBuffer(count: $0, category: .gradients, ledger: ledger) }
-        } else {
-            fullGrads = p.paddedCounts.map { FlatBuffer(count: $0, category: .gradients, ledger: ledger) }
-        }
-        if bf16 {
-            wire = FlatBuffer(count: p.paddedCounts.max() ?? 0, category: .gradients, ledger: ledger)
-            computeSlots = slotSizes.map { FlatBuffer(count: $0, category: plan.gathersWeightsPerOp ? .gathered : .scratch, ledger: ledger) }
-            if plan.gathersWeightsPerOp {
-                gatheredBF16Slots = slotSizes.map { FlatBuffer(count: $0, category: .gathered, ledger: ledger) }
-            }
-        } else if plan.gathersWeightsPerOp {
-            gatheredF32Slots = slotSizes.map { FlatBuffer(count: $0, category: .gathered, ledger: ledger) }
+                shardOffset: range.lowerBound, shardedAcrossRanks: !plan.fullMaster,
+                ledger: ledger)
+            units.append(ShardedUnit(index: u, plan: allocation, optimizer: optimizer, slots: slots,
+                                     communicator: communicator, ledger: ledger))
         }
     }
+
+    /// Each unit's fp32 master range (the checkpoint and the hash read these).
+    var master: [FlatBuffer<Float>] { units.map(\.master) }
+    var optimizers: [any ShardOptimizer] { units.map(\.optimizer) }
 
     /// Ranges (relative to `range`'s start) of unit u's elements that take weight decay.
     func decaySegments(unit u: Int, in range: Range<Int>) -> [Range<Int>] {
@@ -147,21 +94,7 @@ public final class Trainer {
             var full = try unitValues(u)
             precondition(full.count == partition.unitCounts[u])
             full.append(contentsOf: repeatElement(0, count: partition.paddedCounts[u] - full.count))
-            let range = plan.fullMaster ? 0 ..< partition.paddedCounts[u] : partition.shardRange(unit: u, rank: rank)
-            full.withUnsafeBufferPointer { f in
-                _ = master[u].pointer.update(fromContentsOf: f[range])
-            }
-            refreshWorking(unit: u, fullValues: full)
-        }
-    }
-
-    /// Working weights = bf16 rounding (or copy) of the master values.
-    func refreshWorking(unit u: Int, fullValues full: [Float]) {
-        let range = plan.fullWorkingWeights ? 0 ..< partition.paddedCounts[u] : partition.shardRange(unit: u, rank: rank)
-        full.withUnsafeBufferPointer { f in
-            let src = UnsafeBufferPointer(rebasing: f[range])
-            if bf16 { BFloat16.round(src, into: workingBF16[u].pointer) }
-            else { _ = workingF32[u].pointer.update(fromContentsOf: src) }
+            full.withUnsafeBufferPointer { units[u].load(fullValues: $0) }
         }
     }
 
@@ -179,65 +112,6 @@ public final class Trainer {
         }
         let units = try loadGPT2(safetensorsAt: url, config: gpt)
         loadInitialWeights { units[$0] }
-    }
-
-    // MARK: - Residency (gather / widen) per op
-
-    /// fp32 weight pointers for the units op reads; nil for the rest.
-    func residentWeights(op: Int) throws -> [UnsafeBufferPointer<Float>?] {
-        var weights = [UnsafeBufferPointer<Float>?](repeating: nil, count: partition.unitCount)
-        for u in opUnits[op] {
-            let s = slot(of: u), n = partition.paddedCounts[u]
-            if plan.gathersWeightsPerOp {
-                if bf16 {
-                    let gathered = gatheredBF16Slots[s].slice(0..<n)
-                    try communicator.allGather(workingBF16[u].readOnly, into: gathered)
-                    let dst = computeSlots[s].slice(0..<n)
-                    BFloat16.widen(UnsafeBufferPointer(gathered), into: dst)
-                    weights[u] = UnsafeBufferPointer(dst)
-                } else {
-                    let gathered = gatheredF32Slots[s].slice(0..<n)
-                    try communicator.allGather(workingF32[u].readOnly, into: gathered)
-                    weights[u] = UnsafeBufferPointer(gathered)
-                }
-            } else if bf16 {
-                let dst = computeSlots[s].slice(0..<n)
-                BFloat16.widen(workingBF16[u].readOnly, into: dst)
-                weights[u] = UnsafeBufferPointer(dst)
-            } else {
-                weights[u] = workingF32[u].readOnly
-            }
-        }
-        return weights
-    }
-
-    func gradientBuffer(unit u: Int) -> UnsafeMutableBufferPointer<Float> {
-        let n = partition.paddedCounts[u]
-        return plan.reduceGradientsPerUnit ? gradSlots[slot(of: u)].slice(0..<n) : fullGrads[u].pointer
-    }
-
-    // MARK: - Gradient reduction
-
-    /// Rounds unit u's micro-batch gradient to the wire precision (the one rounding point
-    /// of gradients) and reduces it across ranks into the unit's canonical accumulator.
-    func reduceGradient(unit u: Int) throws {
-        let grad = gradientBuffer(unit: u)
-        let out = accumulators[u].nextInput()
-        if bf16, let wire {
-            let w = wire.slice(0..<grad.count)
-            BFloat16.round(UnsafeBufferPointer(grad), into: w)
-            if plan.allReducesGradients {
-                try communicator.allReduce(bfloat16: UnsafeBufferPointer(w), into: out.pointer)
-            } else {
-                try communicator.reduceScatter(bfloat16: UnsafeBufferPointer(w), into: out.pointer)
-            }
-        } else if plan.allReducesGradients {
-            _ = out.pointer.update(fromContentsOf: grad)
-            try communicator.allReduce(out.pointer)
-        } else {
-            try communicator.reduceScatter(UnsafeBufferPointer(grad), into: out.pointer)
-        }
-        accumulators[u].push(out)
     }
 }
 

@@ -1,3 +1,4 @@
+import ZeroEngine
 import ZeroModels
 import ZeroTensor
 
@@ -170,130 +171,60 @@ public struct RunConfiguration: Sendable {
     public var units: UnitPlan { .gpt(model, ranks: ranks, alignment: alignment) }
 }
 
-/// The runtime's buffer plan, term by term (docs/memory.md derives each one).
-/// Each function is one term, so a term can be adjusted in one place.
+extension BufferTerm {
+    /// A buffer of the engine's allocation plan.
+    public init(_ b: PlannedBuffer) {
+        self.init(category: b.category, name: b.name, bytes: b.bytes, paddingBytes: b.paddingBytes)
+    }
+}
+
+extension PrecisionMode {
+    /// The engine's precision policy for this mode.
+    public var policy: PrecisionPolicy { self == .bf16 ? .bf16 : .fp32 }
+}
+
+/// The runtime's buffers: the engine's own `AllocationPlan` for the run (so the report shows
+/// exactly what the trainer allocates), plus what lives outside it: optimizer state (K - 4
+/// bytes per master element), activations and the communicator's receive scratch.
+/// docs/memory.md derives each term.
 public enum BufferPlan {
     /// Partial sums kept by the binary-counter accumulation: floor(log2 A) + 1.
-    public static func accumulationLevels(_ steps: Int) -> Int {
-        precondition(steps >= 1)
-        return Int.bitWidth - steps.leadingZeroBitCount
+    public static func accumulationLevels(_ steps: Int) -> Int { AllocationPlan.accumulationLevels(steps) }
+
+    /// The engine's plan for the reporting rank of `c`.
+    public static func allocation(for c: RunConfiguration) -> AllocationPlan {
+        let u = c.units
+        return AllocationPlan(partition: Partition(unitCounts: u.counts, ranks: c.ranks, alignment: c.alignment),
+                              opUnits: u.opUnits, rank: u.rank, stage: StagePlan(stage: c.stage),
+                              precision: c.precision.policy, microBatch: c.microBatch, sequenceLength: c.sequenceLength,
+                              accumulationSteps: c.accumulationSteps)
     }
 
-    /// Working weights: stages 0-2 a full replica (w P), stage 3 the owned shard (w S).
-    public static func weights(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
-        c.stage >= 3
-            ? BufferTerm(.weights, "working weights (owned shard)", bytesPerElement: c.precision.workingWeightBytes, u.ownedShard)
-            : BufferTerm(.weights, "working weights (full replica)", bytesPerElement: c.precision.workingWeightBytes, u.all)
-    }
-
-    /// The master range: stage 0 all of P, stages 1-3 the owned shard S.
-    static func masterRange(_ c: RunConfiguration, _ u: UnitPlan) -> ElementCount {
-        c.stage == 0 ? u.all : u.ownedShard
-    }
-
-    /// fp32 master: 4 P at stage 0, 4 S at stages 1-3 (kept apart from the working copy
-    /// even in fp32 mode).
-    public static func master(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
-        BufferTerm(.master, c.stage == 0 ? "fp32 master (full)" : "fp32 master (owned shard)",
-                   bytesPerElement: 4, masterRange(c, u))
-    }
-
-    /// Optimizer state: K - 4 bytes per element of the master range (AdamW: m and v, 8).
-    public static func optimizerState(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
-        BufferTerm(.optimizerState, "optimizer state (K - 4 bytes per master element)",
-                   bytesPerElement: c.optimizerBytesPerParameter - 4, masterRange(c, u))
-    }
-
-    /// fp32 micro-batch gradients the model writes into: stages 0-1 every unit (4 P);
-    /// stages 2-3 the embedding unit (live through backward, the head is tied) plus the
-    /// largest other unit being back-propagated: 4 (P_0 + max_{u>0} P_u).
-    public static func modelGradients(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
-        if c.stage <= 1 {
-            return BufferTerm(.gradients, "fp32 model gradients (all units)", bytesPerElement: 4, u.all)
-        }
-        let live = u.full(0) + u.largestUnit(among: u.units.dropFirst())
-        return BufferTerm(.gradients, "fp32 model gradients (embedding + largest unit)", bytesPerElement: 4, live)
-    }
-
-    /// bf16 mode: the bf16 wire copy of one unit's gradient (units are reduced one at a
-    /// time in every stage), 2 max_u P_u. fp32 mode reduces straight from the gradient.
-    public static func gradientWire(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm? {
-        guard c.precision == .bf16 else { return nil }
-        return BufferTerm(.gradients, "gradient wire copy, bf16 (largest unit)", bytesPerElement: 2, u.largestUnit(among: u.units))
-    }
-
-    /// Reduced fp32 gradient partials of the binary-counter accumulation: levels copies of
-    /// 4 P at stage 0, of 4 S at stages 1-3.
-    public static func gradientPartials(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm {
-        let levels = accumulationLevels(c.accumulationSteps)
-        return BufferTerm(.gradients, "reduced fp32 gradient partials x \(levels) level\(levels == 1 ? "" : "s")",
-                          bytesPerElement: 4, masterRange(c, u), copies: levels)
-    }
-
-    /// Activations, from the model's function (forward saves plus backward scratch).
-    public static func activations(_ c: RunConfiguration) -> BufferTerm {
-        BufferTerm(category: .activations, name: "activations (B=\(c.microBatch), T=\(c.sequenceLength))",
-                   bytes: c.activationBytes(c.model, c.microBatch, c.sequenceLength))
-    }
-
-    /// Communication buffers. The MPI backend receives the N-1 peers' pieces of its
-    /// reduce-scatter slot into one reused scratch: (N-1) ceil(max_u P_u / N) elements of
-    /// the wire width; simulated ranks read each other's memory and need only the reduced
-    /// piece of an in-place fp32 all-reduce (stage 0, fp32 mode). Stages 1-2 also keep the
-    /// source of the weight all-gather: one shard of the largest unit, w max_u S_u.
-    public static func communication(_ c: RunConfiguration, _ u: UnitPlan) -> [BufferTerm] {
-        let largest = u.largestUnit(among: u.units)
-        let piece = (largest.padded + c.ranks - 1) / c.ranks
-        var terms: [BufferTerm] = []
+    /// The communicator's own scratch. The MPI backend receives the N-1 peers' pieces of its
+    /// reduce-scatter slot into one reused scratch: (N-1) ceil(max_u P_u / N) elements of the
+    /// wire width; simulated ranks read each other's memory and need only the reduced piece of
+    /// an in-place fp32 all-reduce (stage 0, fp32 mode).
+    public static func communicatorScratch(_ c: RunConfiguration, _ plan: AllocationPlan) -> [PlannedBuffer] {
+        let piece = ((plan.partition.paddedCounts.max() ?? 0) + c.ranks - 1) / c.ranks
         if let bytes = c.communicationScratchBytes {
-            terms.append(BufferTerm(category: .communication, name: "communicator scratch (given)", bytes: bytes))
-        } else if c.backend == .mpi {
-            let wire = c.precision == .bf16 ? 2 : 4
-            terms.append(BufferTerm(category: .communication, name: "MPI receive scratch, (N-1) pieces of the largest unit",
-                                    bytes: max(1, (c.ranks - 1) * piece * wire)))
-        } else if c.stage == 0 && c.precision == .fp32 {
-            terms.append(BufferTerm(category: .communication, name: "reduced piece of the in-place all-reduce", bytes: 4 * max(1, piece)))
+            return [PlannedBuffer(category: .communication, name: "communicator scratch (given)", bytes: bytes)]
         }
-        if c.stage == 1 || c.stage == 2 {
-            let shard = u.units.map(u.shard).max() ?? 0
-            terms.append(BufferTerm(category: .communication, name: "all-gather source (largest shard)",
-                                    bytes: c.precision.workingWeightBytes * shard))
+        if c.backend == .mpi {
+            return [PlannedBuffer(category: .communication, name: "MPI receive scratch, (N-1) pieces of the largest unit",
+                                  bytes: max(1, (c.ranks - 1) * piece * plan.precision.reduce.byteWidth))]
         }
-        return terms
-    }
-
-    /// Stage 3 only: the current op's units gathered (w bytes) plus, in bf16 mode, their
-    /// fp32 widened copy; the largest op (for a GPT the head: final + embedding).
-    public static func gathered(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm? {
-        guard c.stage >= 3 else { return nil }
-        let widen = c.precision == .bf16 ? 4 : 0
-        return BufferTerm(.gathered, c.precision == .bf16 ? "gathered op slots (bf16 + fp32 widened)"
-                                                         : "gathered op slots (fp32)",
-                          bytesPerElement: c.precision.workingWeightBytes + widen, u.slots)
-    }
-
-    /// Stages 0-2 in bf16 mode: fp32 compute copies of the largest op's weights
-    /// (the engine widens each op's units before computing). Stage 3 counts this in gathered.
-    public static func computeCopies(_ c: RunConfiguration, _ u: UnitPlan) -> BufferTerm? {
-        guard c.stage <= 2, c.precision == .bf16 else { return nil }
-        return BufferTerm(.scratch, "fp32 compute copies of the op slots", bytesPerElement: 4, u.slots)
-    }
-
-    /// Data batch buffers: tokens and targets, int32, B x T each.
-    public static func dataBatches(_ c: RunConfiguration) -> BufferTerm {
-        BufferTerm(category: .scratch, name: "data batch (tokens + targets, int32)",
-                   bytes: 2 * 4 * c.microBatch * c.sequenceLength)
+        if plan.reduction == .allReduce && plan.precision.reduce == .fp32 {
+            return [PlannedBuffer(category: .communication, name: "reduced piece of the in-place all-reduce", bytes: 4 * max(1, piece))]
+        }
+        return []
     }
 
     /// Every term for `c`, in category order.
-    public static func terms(for c: RunConfiguration) -> [BufferTerm] {
-        let u = c.units
-        let all: [BufferTerm?] = [
-            weights(c, u), master(c, u), optimizerState(c, u),
-            modelGradients(c, u), gradientWire(c, u), gradientPartials(c, u),
-            activations(c), gathered(c, u),
-            computeCopies(c, u), dataBatches(c),
-        ]
-        return all.compactMap { $0 } + communication(c, u)
+    public static func terms(for c: RunConfiguration, matmulOperandBytes: Int = 0) -> [BufferTerm] {
+        let plan = allocation(for: c)
+        return plan.buffers(optimizerStateBytesPerElement: c.optimizerBytesPerParameter - 4,
+                            activationBytes: c.activationBytes(c.model, c.microBatch, c.sequenceLength),
+                            communicatorScratch: communicatorScratch(c, plan),
+                            matmulOperandBytes: matmulOperandBytes).map(BufferTerm.init)
     }
 }

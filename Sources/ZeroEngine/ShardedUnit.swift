@@ -1,0 +1,206 @@
+import ZeroComm
+import ZeroOptim
+import ZeroTensor
+
+/// The buffers all units of a rank take turns in (sizes from the `AllocationPlan`): op
+/// slots for gathered and widened weights, micro-batch gradient slots, the gradient wire
+/// and the all-gather source. Each slot records which unit holds it, so two units that
+/// share a slot can never be live in it at once.
+public final class UnitSlots {
+    let gathered: [WorkingBuffer]
+    let compute: [FlatBuffer<Float>]
+    let gradients: [FlatBuffer<Float>]
+    let wire: GradientWire
+    let gatherSource: WorkingBuffer
+    var weightOwner: [Int?]
+    var gradientOwner: [Int?]
+
+    public init(plan: AllocationPlan, ledger: MemoryLedger?) {
+        let working = plan.precision.working
+        gradients = plan.gradientSlotCounts.map { FlatBuffer(count: $0, category: .gradients, ledger: ledger) }
+        wire = GradientWire(plan.precision.reduce, count: plan.wireCount, ledger: ledger)
+        compute = plan.computeSlotCounts.map { FlatBuffer(count: $0, category: plan.computeSlotCategory, ledger: ledger) }
+        gathered = plan.gatheredSlotCounts.map { WorkingBuffer(working, count: $0, category: .gathered, ledger: ledger) }
+        gatherSource = WorkingBuffer(working, count: plan.gatherSourceCount, category: .communication, ledger: ledger)
+        weightOwner = Array(repeating: nil, count: plan.weightSlotCounts.count)
+        gradientOwner = Array(repeating: nil, count: plan.gradientSlotCounts.count)
+    }
+}
+
+/// One parameter unit on one rank (FSDP2's `fully_shard` group): its fp32 master range,
+/// optimizer state, reduced-gradient accumulator and working weights, with the state the
+/// step moves it through. Every operation checks that state and stops the process on
+/// misuse, so a wrong call order is a crash at the call, never a silently wrong result.
+///
+/// Per step: for each micro-batch, `unshard`/`reshard` around every op that reads the unit
+/// (forward and backward), `beginGradient` before its first backward op and
+/// `reduceMicroBatchGradient` after the op the plan schedules; then `averageGradient`,
+/// `step` (or `discardGradient` on a skipped step) and `refreshWorkingReplica`.
+public final class ShardedUnit {
+    /// Whether the unit's full fp32 weights are resident in an op slot.
+    public enum Residency: Sendable, Equatable { case sharded, unsharded }
+    /// Where the unit is in the optimizer step's gradient life cycle.
+    public enum Phase: Sendable, Equatable {
+        /// Between micro-batches, with this many micro-batch gradients reduced so far.
+        case accumulating(reduced: Int)
+        /// A micro-batch gradient is being written into the unit's gradient slot.
+        case gradientLive(reduced: Int)
+        /// The reduced sum is finished and averaged: ready to clip and step.
+        case averaged
+        /// The master range is updated; other ranks' parts of the replica are stale until refreshed.
+        case stepped
+    }
+
+    public let index: Int
+    public let plan: AllocationPlan
+    public private(set) var residency = Residency.sharded
+    public private(set) var phase = Phase.accumulating(reduced: 0)
+    public let master: FlatBuffer<Float>
+    public let optimizer: any ShardOptimizer
+    let working: WorkingBuffer
+    let accumulator: GradientAccumulator
+    let slots: UnitSlots
+    let communicator: any Communicator
+    private var sum: FlatBuffer<Float>?
+
+    public init(index u: Int, plan: AllocationPlan, optimizer: any ShardOptimizer, slots: UnitSlots,
+                communicator: any Communicator, ledger: MemoryLedger?) {
+        index = u
+        self.plan = plan
+        self.optimizer = optimizer
+        self.slots = slots
+        self.communicator = communicator
+        let masterCount = plan.range(plan.master, unit: u).count
+        precondition(optimizer.count == masterCount, "unit \(u): optimizer for \(optimizer.count) elements, master has \(masterCount)")
+        working = WorkingBuffer(plan.precision.working, count: plan.range(plan.working, unit: u).count, category: .weights, ledger: ledger)
+        master = FlatBuffer(count: masterCount, category: .master, ledger: ledger)
+        accumulator = GradientAccumulator(count: masterCount, accumulationSteps: plan.accumulationSteps, ledger: ledger)
+    }
+
+    var paddedCount: Int { plan.partition.paddedCounts[index] }
+
+    /// Sets master and working weights from the unit's full padded values.
+    public func load(fullValues: UnsafeBufferPointer<Float>) {
+        precondition(residency == .sharded && phase == .accumulating(reduced: 0), "unit \(index): load during a step (\(phase))")
+        precondition(fullValues.count == paddedCount)
+        _ = master.pointer.update(fromContentsOf: fullValues[plan.range(plan.master, unit: index)])
+        working.write(UnsafeBufferPointer(rebasing: fullValues[plan.range(plan.working, unit: index)]))
+    }
+
+    // MARK: - Weights for one op
+
+    /// Makes the full fp32 weights resident for one op: gathers the shards into the op slot
+    /// (stage 3) and widens narrower working weights into the slot's compute copy.
+    public func unshard() throws -> UnsafeBufferPointer<Float> {
+        precondition(residency == .sharded, "unit \(index): unshard while already unsharded")
+        switch phase {
+        case .accumulating, .gradientLive: break
+        default: preconditionFailure("unit \(index): unshard with the working replica not refreshed (\(phase))")
+        }
+        let s = plan.weightSlot(of: index)
+        if let owner = slots.weightOwner[s] { preconditionFailure("unit \(index): weight slot \(s) is held by unit \(owner)") }
+        slots.weightOwner[s] = index
+        residency = .unsharded
+        let compute = slots.compute.isEmpty ? nil : slots.compute[s]
+        guard plan.working == .ownedShard else { return working.fp32(0 ..< paddedCount, widenInto: compute) }
+        let gathered = slots.gathered[s]
+        try gathered.allGather(working, 0 ..< working.count, communicator: communicator)
+        return gathered.fp32(0 ..< paddedCount, widenInto: compute)
+    }
+
+    /// Releases the op slot (the gathered or widened weights are dead after the op).
+    public func reshard() {
+        precondition(residency == .unsharded, "unit \(index): reshard while sharded")
+        slots.weightOwner[plan.weightSlot(of: index)] = nil
+        residency = .sharded
+    }
+
+    // MARK: - Gradients
+
+    /// Claims and zeroes the unit's gradient slot for this micro-batch's backward.
+    public func beginGradient() {
+        guard case .accumulating(let reduced) = phase, reduced < plan.accumulationSteps else {
+            preconditionFailure("unit \(index): gradient begun in phase \(phase) (A = \(plan.accumulationSteps))")
+        }
+        let s = plan.gradientSlot(of: index)
+        if let owner = slots.gradientOwner[s] { preconditionFailure("unit \(index): gradient slot \(s) is held by unit \(owner)") }
+        slots.gradientOwner[s] = index
+        phase = .gradientLive(reduced: reduced)
+        gradient.update(repeating: 0)
+    }
+
+    /// The fp32 micro-batch gradient the model's backward adds into (padded unit).
+    public var gradient: UnsafeMutableBufferPointer<Float> {
+        guard case .gradientLive = phase else { preconditionFailure("unit \(index): gradient used in phase \(phase)") }
+        return slots.gradients[plan.gradientSlot(of: index)].slice(0 ..< paddedCount)
+    }
+
+    /// Reduces the micro-batch gradient across ranks (through the policy's wire type) into
+    /// the canonical accumulator and releases the gradient slot.
+    public func reduceMicroBatchGradient() throws {
+        guard case .gradientLive(let reduced) = phase else {
+            preconditionFailure("unit \(index): reduce without a live gradient (\(phase))")
+        }
+        let out = accumulator.nextInput()
+        try slots.wire.reduce(UnsafeBufferPointer(gradient), into: out.pointer, plan.reduction, communicator: communicator)
+        accumulator.push(out)
+        slots.gradientOwner[plan.gradientSlot(of: index)] = nil
+        phase = .accumulating(reduced: reduced + 1)
+    }
+
+    /// Finishes the canonical sum of the step's A reduced gradients and divides by G; returns
+    /// it over the master range (clipping scales it in place).
+    public func averageGradient(over globalMicroBatches: Int) -> UnsafeMutableBufferPointer<Float> {
+        precondition(residency == .sharded && phase == .accumulating(reduced: plan.accumulationSteps),
+                     "unit \(index): average after \(phase), A = \(plan.accumulationSteps)")
+        let total = accumulator.finish()
+        let p = total.pointer, scale = Float(globalMicroBatches)
+        for i in p.indices { p[i] = p[i] / scale }
+        sum = total
+        phase = .averaged
+        return p
+    }
+
+    /// The averaged gradient over this rank's owned shard (what the global norm adds up).
+    public var ownedGradient: UnsafeBufferPointer<Float> {
+        guard phase == .averaged, let sum else { preconditionFailure("unit \(index): no averaged gradient (\(phase))") }
+        let owned = plan.range(.ownedShard, unit: index), base = plan.range(plan.master, unit: index).lowerBound
+        return UnsafeBufferPointer(rebasing: sum.readOnly[(owned.lowerBound - base) ..< (owned.upperBound - base)])
+    }
+
+    // MARK: - Update
+
+    /// Optimizer step on the master range; the working copy of that range is written back
+    /// (by the fused kernel's bf16 output, or copied).
+    public func step(_ context: StepContext) throws {
+        guard phase == .averaged, let sum else { preconditionFailure("unit \(index): step in phase \(phase)") }
+        let range = plan.updatedWorkingRange(unit: index)
+        try optimizer.step(master: master.pointer, gradient: sum.readOnly, working: working.optimizerOutput(range), context: context)
+        working.finishStep(master: master.readOnly, range)
+        phase = .stepped
+    }
+
+    /// A skipped step: the averaged gradient is dropped, weights and state stay untouched.
+    public func discardGradient() {
+        precondition(phase == .averaged, "unit \(index): discard in phase \(phase)")
+        recycleSum()
+    }
+
+    /// Brings the working replica up to date after `step`: stages 1-2 all-gather every rank's
+    /// updated shard (copied out first: the own chunk of the output is the input's home).
+    public func refreshWorkingReplica() throws {
+        precondition(phase == .stepped, "unit \(index): refresh in phase \(phase)")
+        if plan.weightGather == .afterUpdate {
+            let range = plan.updatedWorkingRange(unit: index)
+            slots.gatherSource.copy(from: working, range)
+            try working.allGather(slots.gatherSource, 0 ..< range.count, communicator: communicator)
+        }
+        recycleSum()
+    }
+
+    private func recycleSum() {
+        if let sum { accumulator.recycle(sum) }
+        sum = nil
+        phase = .accumulating(reduced: 0)
+    }
+}
