@@ -32,7 +32,13 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off", "-fno-math-errno"] + cCPUFlags)]
         ),
 
-        .target(name: "ZeroTensor", dependencies: ["COpenBLAS", "CZeroKernels"], swiftSettings: swiftFast),
+        // oneDNN (libdnnl-dev has no pkg-config file): called only from ZeroTensor/BF16Gemm.swift.
+        .target(
+            name: "CZeroDNNL",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"] + cCPUFlags)],
+            linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]
+        ),
+        .target(name: "ZeroTensor", dependencies: ["COpenBLAS", "CZeroKernels", "CZeroDNNL"], swiftSettings: swiftFast),
         .target(name: "ZeroComm", dependencies: ["CMPI", "ZeroTensor"], swiftSettings: swiftFast),
         .target(name: "ZeroModels", dependencies: ["ZeroTensor"], resources: [.copy("Corpus")], swiftSettings: swiftFast),
         .target(name: "ZeroOptim", dependencies: ["ZeroTensor", "ZeroComm", "CZeroKernels"], swiftSettings: swiftFast),

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine: installs the C libraries zero-train
-# binds (Open MPI, OpenBLAS) when they are missing, quietly when present, then builds
+# binds (Open MPI, OpenBLAS, oneDNN) when they are missing, quietly when present, then builds
 # the release binary. Usage: launch/setup.sh [--no-build]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in libopenmpi-dev openmpi-bin libopenblas-dev pkg-config; do
+for pkg in libopenmpi-dev openmpi-bin libopenblas-dev libdnnl-dev pkg-config; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

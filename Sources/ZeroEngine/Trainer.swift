@@ -118,8 +118,9 @@ public final class Trainer {
 /// Builds the model a config names.
 func makeModel(_ config: TrainingConfig, ledger: MemoryLedger) throws -> any TrainableModel {
     if let gpt = GPTConfig.named(config.model) {
-        return GPT(config: gpt, batchSize: config.microBatch, sequenceLength: config.seqLen, ledger: ledger)
+        return GPT(config: gpt, batchSize: config.microBatch, sequenceLength: config.seqLen, ledger: ledger,
+                   precision: config.isBF16 ? .bf16 : .fp32)
     }
     return MLP(vocabularySize: 256, hiddenWidths: [256, 256], batchSize: config.microBatch,
-               sequenceLength: config.seqLen, ledger: ledger)
+               sequenceLength: config.seqLen, ledger: ledger, precision: config.isBF16 ? .bf16 : .fp32)
 }

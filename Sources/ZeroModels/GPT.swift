@@ -19,16 +19,21 @@ public final class GPT: TrainableModel, @unchecked Sendable {
     public var vocabularySize: Int { config.vocabularySize }
     public var contextLength: Int { config.contextLength }
     public private(set) var loss: Float = .nan
+    /// The dtype every matmul multiplies in (bf16: bf16-rounded inputs, fp32 accumulation).
+    public let precision: ComputePrecision
 
+    private let matmul: Matmul
     private let plan: ActivationPlan
     private let floats: FlatBuffer<Float>
     private let ids: FlatBuffer<Int32>   // tokens [B*T] then targets [B*T]
     private let blockOffsets: BlockOffsets
 
-    public init(config: GPTConfig, batchSize: Int, sequenceLength: Int, ledger: MemoryLedger?) {
+    public init(config: GPTConfig, batchSize: Int, sequenceLength: Int, ledger: MemoryLedger?, precision: ComputePrecision = .fp32) {
         precondition(sequenceLength >= 1 && sequenceLength <= config.contextLength, "sequence length must be in 1...\(config.contextLength)")
         precondition(config.channels % config.heads == 0, "channels must be a multiple of heads")
         self.config = config
+        self.precision = precision
+        matmul = Matmul(precision)
         layout = GPT.layout(for: config)
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
@@ -83,22 +88,22 @@ public final class GPT: TrainableModel, @unchecked Sendable {
             let input = UnsafePointer(a + plan.blockInput(l))
             Kernels.layerNormForward(out: a + p.ln1, mean: a + p.ln1Mean, rstd: a + p.ln1Rstd, inp: input,
                                      weight: w + o.ln1w, bias: w + o.ln1b, N: N, C: C)
-            Kernels.linearForward(out: a + p.qkv, inp: a + p.ln1, weight: w + o.attnW, bias: w + o.attnB, N: N, C: C, OC: 3 * C)
-            Kernels.attentionForward(out: a + p.atty, att: a + p.att, qkv: a + p.qkv, B: B, T: T, C: C, NH: config.heads)
-            Kernels.linearForward(out: a + p.res2, inp: a + p.atty, weight: w + o.attnProjW, bias: w + o.attnProjB, N: N, C: C, OC: C)
+            Kernels.linearForward(out: a + p.qkv, inp: a + p.ln1, weight: w + o.attnW, bias: w + o.attnB, N: N, C: C, OC: 3 * C, matmul: matmul)
+            Kernels.attentionForward(out: a + p.atty, att: a + p.att, qkv: a + p.qkv, B: B, T: T, C: C, NH: config.heads, matmul: matmul)
+            Kernels.linearForward(out: a + p.res2, inp: a + p.atty, weight: w + o.attnProjW, bias: w + o.attnProjB, N: N, C: C, OC: C, matmul: matmul)
             Kernels.residualForward(out: a + p.res2, a: a + p.res2, b: input, count: N * C)
             Kernels.layerNormForward(out: a + p.ln2, mean: a + p.ln2Mean, rstd: a + p.ln2Rstd, inp: a + p.res2,
                                      weight: w + o.ln2w, bias: w + o.ln2b, N: N, C: C)
-            Kernels.linearForward(out: a + p.fch, inp: a + p.ln2, weight: w + o.fcW, bias: w + o.fcB, N: N, C: C, OC: 4 * C)
+            Kernels.linearForward(out: a + p.fch, inp: a + p.ln2, weight: w + o.fcW, bias: w + o.fcB, N: N, C: C, OC: 4 * C, matmul: matmul)
             Kernels.geluForward(out: a + p.fchGelu, inp: a + p.fch, count: N * 4 * C)
-            Kernels.linearForward(out: a + p.res3, inp: a + p.fchGelu, weight: w + o.fcProjW, bias: w + o.fcProjB, N: N, C: 4 * C, OC: C)
+            Kernels.linearForward(out: a + p.res3, inp: a + p.fchGelu, weight: w + o.fcProjW, bias: w + o.fcProjB, N: N, C: 4 * C, OC: C, matmul: matmul)
             Kernels.residualForward(out: a + p.res3, a: a + p.res3, b: a + p.res2, count: N * C)
         } else {
             precondition(op == L + 1, "op \(op) out of range")
             let w = unit(weights, L + 1), wte = unit(weights, 0)
             Kernels.layerNormForward(out: a + plan.lnf, mean: a + plan.lnfMean, rstd: a + plan.lnfRstd, inp: a + plan.blockInput(L),
                                      weight: w, bias: w + C, N: N, C: C)
-            Blas.sgemm(transposeB: true, m: N, n: V, k: C, a: a + plan.lnf, lda: C, b: wte, ldb: C, c: a + plan.logits, ldc: V)
+            matmul.gemm(transposeB: true, m: N, n: V, k: C, a: a + plan.lnf, lda: C, b: wte, ldb: C, c: a + plan.logits, ldc: V)
             loss = Kernels.crossEntropyForward(losses: a + plan.losses, logits: a + plan.logits, targets: tokens + N, N: N, V: V)
         }
     }
@@ -117,8 +122,8 @@ public final class GPT: TrainableModel, @unchecked Sendable {
             let dlogits = a + plan.logits
             Kernels.crossEntropyBackward(dlogits: dlogits, logits: dlogits, targets: tokens + N, N: N, V: V, dloss: 1 / Float(N))
             // dwte += dlogits^T lnf; dlnf = dlogits wte
-            Blas.sgemm(transposeA: true, m: V, n: C, k: N, a: dlogits, lda: V, b: a + plan.lnf, ldb: C, beta: 1, c: dwte, ldc: C)
-            Blas.sgemm(m: N, n: C, k: V, a: dlogits, lda: V, b: wte, ldb: C, c: dbuf, ldc: C)
+            matmul.gemm(transposeA: true, m: V, n: C, k: N, a: dlogits, lda: V, b: a + plan.lnf, ldb: C, beta: 1, c: dwte, ldc: C)
+            matmul.gemm(m: N, n: C, k: V, a: dlogits, lda: V, b: wte, ldb: C, c: dbuf, ldc: C)
             dres.update(repeating: 0, count: N * C)
             Kernels.layerNormBackward(dinp: dres, dweight: g, dbias: g + C, dout: dbuf, inp: a + plan.blockInput(L), weight: w,
                                       mean: a + plan.lnfMean, rstd: a + plan.lnfRstd, N: N, C: C)
@@ -130,20 +135,20 @@ public final class GPT: TrainableModel, @unchecked Sendable {
             let dqkv = a + plan.dqkv, dfch = a + plan.dfch
             // res3 = res2 + fcproj: dres flows to both; fcproj = gelu(fch) Wp + bp
             Kernels.linearBackward(dinp: dfch, dweight: g + o.fcProjW, dbias: g + o.fcProjB, dout: dres, inp: a + p.fchGelu,
-                                   weight: w + o.fcProjW, N: N, C: 4 * C, OC: C)
+                                   weight: w + o.fcProjW, N: N, C: 4 * C, OC: C, matmul: matmul)
             Kernels.geluBackward(dinp: dfch, inp: a + p.fch, dout: dfch, count: N * 4 * C)
             Kernels.linearBackward(dinp: dbuf, dweight: g + o.fcW, dbias: g + o.fcB, dout: dfch, inp: a + p.ln2,
-                                   weight: w + o.fcW, N: N, C: C, OC: 4 * C)
+                                   weight: w + o.fcW, N: N, C: C, OC: 4 * C, matmul: matmul)
             Kernels.layerNormBackward(dinp: dres, dweight: g + o.ln2w, dbias: g + o.ln2b, dout: dbuf, inp: a + p.res2,
                                       weight: w + o.ln2w, mean: a + p.ln2Mean, rstd: a + p.ln2Rstd, N: N, C: C)
             // res2 = input + attproj: dres (now d res2) flows to both
             Kernels.linearBackward(dinp: dbuf, dweight: g + o.attnProjW, dbias: g + o.attnProjB, dout: dres, inp: a + p.atty,
-                                   weight: w + o.attnProjW, N: N, C: C, OC: C)
+                                   weight: w + o.attnProjW, N: N, C: C, OC: C, matmul: matmul)
             dqkv.update(repeating: 0, count: N * 3 * C)
             Kernels.attentionBackward(dqkv: dqkv, scratch: a + plan.dattScratch, dout: dbuf, qkv: a + p.qkv, att: a + p.att,
-                                      B: B, T: T, C: C, NH: config.heads)
+                                      B: B, T: T, C: C, NH: config.heads, matmul: matmul)
             Kernels.linearBackward(dinp: dbuf, dweight: g + o.attnW, dbias: g + o.attnB, dout: dqkv, inp: a + p.ln1,
-                                   weight: w + o.attnW, N: N, C: C, OC: 3 * C)
+                                   weight: w + o.attnW, N: N, C: C, OC: 3 * C, matmul: matmul)
             Kernels.layerNormBackward(dinp: dres, dweight: g + o.ln1w, dbias: g + o.ln1b, dout: dbuf, inp: input,
                                       weight: w + o.ln1w, mean: a + p.ln1Mean, rstd: a + p.ln1Rstd, N: N, C: C)
         } else {

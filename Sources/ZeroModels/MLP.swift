@@ -17,7 +17,10 @@ public final class MLP: TrainableModel, @unchecked Sendable {
     /// No positional state: any length works; reported as the micro-batch's length.
     public var contextLength: Int { sequenceLength }
     public private(set) var loss: Float = .nan
+    /// The dtype every matmul multiplies in (bf16: bf16-rounded inputs, fp32 accumulation).
+    public let precision: ComputePrecision
 
+    private let matmul: Matmul
     private let widths: [Int]            // [V] + hidden + [V]
     private let hiddenOffsets: [Int]     // h_k [N, widths[k+1]] for k in 0..<n
     private let logitsOffset, lossesOffset: Int
@@ -25,9 +28,12 @@ public final class MLP: TrainableModel, @unchecked Sendable {
     private let floats: FlatBuffer<Float>
     private let ids: FlatBuffer<Int32>
 
-    public init(vocabularySize: Int, hiddenWidths: [Int], batchSize: Int, sequenceLength: Int, ledger: MemoryLedger?) {
+    public init(vocabularySize: Int, hiddenWidths: [Int], batchSize: Int, sequenceLength: Int, ledger: MemoryLedger?,
+                precision: ComputePrecision = .fp32) {
         precondition(!hiddenWidths.isEmpty && hiddenWidths.allSatisfy { $0 > 0 }, "MLP needs at least one positive hidden width")
         self.vocabularySize = vocabularySize
+        self.precision = precision
+        matmul = Matmul(precision)
         self.hiddenWidths = hiddenWidths
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
@@ -111,10 +117,10 @@ public final class MLP: TrainableModel, @unchecked Sendable {
             }
         } else if k < n {
             let h = a + hiddenOffsets[k]
-            Kernels.linearForward(out: h, inp: a + hiddenOffsets[k - 1], weight: w, bias: bias, N: N, C: inW, OC: outW)
+            Kernels.linearForward(out: h, inp: a + hiddenOffsets[k - 1], weight: w, bias: bias, N: N, C: inW, OC: outW, matmul: matmul)
             Kernels.reluForward(out: h, inp: h, count: N * outW)
         } else {
-            Kernels.linearForward(out: a + logitsOffset, inp: a + hiddenOffsets[k - 1], weight: w, bias: bias, N: N, C: inW, OC: outW)
+            Kernels.linearForward(out: a + logitsOffset, inp: a + hiddenOffsets[k - 1], weight: w, bias: bias, N: N, C: inW, OC: outW, matmul: matmul)
             loss = Kernels.crossEntropyForward(losses: a + lossesOffset, logits: a + logitsOffset, targets: tokens + N, N: N, V: vocabularySize)
         }
     }
@@ -129,7 +135,7 @@ public final class MLP: TrainableModel, @unchecked Sendable {
             let dlogits = a + logitsOffset
             Kernels.crossEntropyBackward(dlogits: dlogits, logits: dlogits, targets: tokens + N, N: N, V: vocabularySize, dloss: 1 / Float(N))
             Kernels.linearBackward(dinp: scratch(k - 1), dweight: g, dbias: g + inW * outW, dout: dlogits,
-                                   inp: a + hiddenOffsets[k - 1], weight: w, N: N, C: inW, OC: outW)
+                                   inp: a + hiddenOffsets[k - 1], weight: w, N: N, C: inW, OC: outW, matmul: matmul)
         } else {
             let d = scratch(k), h = a + hiddenOffsets[k]
             Kernels.reluBackward(dinp: d, out: h, dout: d, count: N * outW)
@@ -138,7 +144,7 @@ public final class MLP: TrainableModel, @unchecked Sendable {
                 Kernels.biasBackward(dbias: g + inW * outW, dout: d, N: N, OC: outW)
             } else {
                 Kernels.linearBackward(dinp: scratch(k - 1), dweight: g, dbias: g + inW * outW, dout: d,
-                                       inp: a + hiddenOffsets[k - 1], weight: w, N: N, C: inW, OC: outW)
+                                       inp: a + hiddenOffsets[k - 1], weight: w, N: N, C: inW, OC: outW, matmul: matmul)
             }
         }
     }

@@ -11,7 +11,7 @@ extension Kernels {
     /// done in blocks of query rows so the masked upper triangle is mostly skipped.
     public static func attentionForward(
         out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
-        qkv: UnsafePointer<Float>, B: Int, T: Int, C: Int, NH: Int
+        qkv: UnsafePointer<Float>, B: Int, T: Int, C: Int, NH: Int, matmul: Matmul = .fp32
     ) {
         let hs = C / NH, C3 = 3 * C
         let scale = 1 / Float(hs).squareRoot()
@@ -24,10 +24,10 @@ extension Kernels {
                 var r0 = 0
                 while r0 < T {
                     let r1 = min(T, r0 + attentionBlockRows), rows = r1 - r0
-                    Blas.sgemm(transposeB: true, m: rows, n: r1, k: hs, alpha: scale, a: q + r0 * C3, lda: C3, b: k, ldb: C3,
+                    matmul.gemm(transposeB: true, m: rows, n: r1, k: hs, alpha: scale, a: q + r0 * C3, lda: C3, b: k, ldb: C3,
                                c: a + r0 * T, ldc: T)
                     softmaxCausalRows(a, r0: r0, r1: r1, T: T)
-                    Blas.sgemm(m: rows, n: hs, k: r1, a: a + r0 * T, lda: T, b: v, ldb: C3, c: y + r0 * C, ldc: C)
+                    matmul.gemm(m: rows, n: hs, k: r1, a: a + r0 * T, lda: T, b: v, ldb: C3, c: y + r0 * C, ldc: C)
                     r0 = r1
                 }
             }
@@ -56,7 +56,7 @@ extension Kernels {
     public static func attentionBackward(
         dqkv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
         dout: UnsafePointer<Float>, qkv: UnsafePointer<Float>, att: UnsafePointer<Float>,
-        B: Int, T: Int, C: Int, NH: Int
+        B: Int, T: Int, C: Int, NH: Int, matmul: Matmul = .fp32
     ) {
         let hs = C / NH, C3 = 3 * C
         let scale = 1 / Float(hs).squareRoot()
@@ -71,13 +71,13 @@ extension Kernels {
                     let r1 = min(T, r0 + attentionBlockRows), rows = r1 - r0
                     let ab = a + r0 * T, sb = scratch + r0 * T
                     // dA = dy v^T; dv += A^T dy
-                    Blas.sgemm(transposeB: true, m: rows, n: r1, k: hs, a: dy + r0 * C, lda: C, b: v, ldb: C3, c: sb, ldc: T)
-                    Blas.sgemm(transposeA: true, m: r1, n: hs, k: rows, a: ab, lda: T, b: dy + r0 * C, ldb: C, beta: 1, c: dv, ldc: C3)
+                    matmul.gemm(transposeB: true, m: rows, n: r1, k: hs, a: dy + r0 * C, lda: C, b: v, ldb: C3, c: sb, ldc: T)
+                    matmul.gemm(transposeA: true, m: r1, n: hs, k: rows, a: ab, lda: T, b: dy + r0 * C, ldb: C, beta: 1, c: dv, ldc: C3)
                     // dS = A * (dA - sum_j A dA), causal rows
                     softmaxCausalBackwardRows(a, scratch, r0: r0, r1: r1, T: T)
                     // dq += scale dS k; dk += scale dS^T q
-                    Blas.sgemm(m: rows, n: hs, k: r1, alpha: scale, a: sb, lda: T, b: k, ldb: C3, beta: 1, c: dq + r0 * C3, ldc: C3)
-                    Blas.sgemm(transposeA: true, m: r1, n: hs, k: rows, alpha: scale, a: sb, lda: T, b: q + r0 * C3, ldb: C3,
+                    matmul.gemm(m: rows, n: hs, k: r1, alpha: scale, a: sb, lda: T, b: k, ldb: C3, beta: 1, c: dq + r0 * C3, ldc: C3)
+                    matmul.gemm(transposeA: true, m: r1, n: hs, k: rows, alpha: scale, a: sb, lda: T, b: q + r0 * C3, ldb: C3,
                                beta: 1, c: dk, ldc: C3)
                     r0 = r1
                 }

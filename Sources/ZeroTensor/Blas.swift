@@ -26,10 +26,15 @@ public enum Blas {
             a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
     }
 
-    /// Sets the number of OpenBLAS threads (1 keeps ranks from fighting over cores).
+    /// Sets the number of OpenBLAS threads, and oneDNN's OpenMP threads for bf16 matmuls
+    /// (1 keeps ranks from fighting over cores).
     public static func setThreadCount(_ count: Int) {
         openblas_set_num_threads(Int32(count))
+        BF16Gemm.setThreadCount(count)
     }
+
+    /// The OpenBLAS kernel core chosen at load time ("Haswell", "SkylakeX", ...).
+    public static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
 
     /// OpenBLAS's current thread count.
     public static var threadCount: Int { Int(openblas_get_num_threads()) }

@@ -17,12 +17,12 @@ extension Kernels {
     public static func linearForward(
         out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
         weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        N: Int, C: Int, OC: Int
+        N: Int, C: Int, OC: Int, matmul: Matmul = .fp32
     ) {
         if let bias {
             for n in 0..<N { (out + n * OC).update(from: bias, count: OC) }
         }
-        Blas.sgemm(m: N, n: OC, k: C, a: inp, lda: C, b: weight, ldb: OC,
+        matmul.gemm(m: N, n: OC, k: C, a: inp, lda: C, b: weight, ldb: OC,
                    beta: bias == nil ? 0 : 1, c: out, ldc: OC)
     }
 
@@ -31,13 +31,13 @@ extension Kernels {
     public static func linearBackward(
         dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>?,
         dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        N: Int, C: Int, OC: Int
+        N: Int, C: Int, OC: Int, matmul: Matmul = .fp32
     ) {
         if let dinp {
-            Blas.sgemm(transposeB: true, m: N, n: C, k: OC, a: dout, lda: OC, b: weight, ldb: OC,
-                       beta: 0, c: dinp, ldc: C)
+            matmul.gemm(transposeB: true, m: N, n: C, k: OC, a: dout, lda: OC, b: weight, ldb: OC,
+                        beta: 0, c: dinp, ldc: C)
         }
-        Blas.sgemm(transposeA: true, m: C, n: OC, k: N, a: inp, lda: C, b: dout, ldb: OC,
+        matmul.gemm(transposeA: true, m: C, n: OC, k: N, a: inp, lda: C, b: dout, ldb: OC,
                    beta: 1, c: dweight, ldc: OC)
         if let dbias { biasBackward(dbias: dbias, dout: dout, N: N, OC: OC) }
     }

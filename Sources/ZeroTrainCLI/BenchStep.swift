@@ -3,8 +3,9 @@ import Foundation
 import ZeroModels
 import ZeroTensor
 
-/// `zero-train bench step`: forward + backward of one GPT micro-batch next to the plain
-/// sgemm rate of the model's largest matmul, measured in the same run.
+/// `zero-train bench step`: forward + backward of one GPT micro-batch next to the fp32
+/// sgemm rate and the bf16 GEMM rate of the model's largest matmul, measured in the same
+/// loop, and the share of the step spent outside matmuls (the elementwise kernels).
 ///
 /// FLOPs counted (matmuls only, 2 m n k each, attention included):
 ///   forward  F = L (24 N C^2 + 2 B T (T + 1) C) + 2 N C V,  N = B T
@@ -17,6 +18,8 @@ struct BenchStep: ParsableCommand {
         commandName: "step",
         abstract: "Forward+backward of one micro-batch: seconds, GFLOP/s, and the sgemm rate of its largest matmul.")
 
+    @Option(help: "Compute precision of the model's matmuls: bf16 (oneDNN bf16 GEMM) or fp32 (OpenBLAS sgemm).")
+    var precision = "fp32"
     @Option(help: "Model preset (\(GPTConfig.presets.map(\.name).joined(separator: ", "))).")
     var model = "gpt-small"
     @Option(name: .customLong("micro-batch"), help: "Sequences per micro-batch (B).")
@@ -38,6 +41,7 @@ struct BenchStep: ParsableCommand {
         guard seqLen >= 1 && seqLen <= config.contextLength else {
             throw ValidationError("--seq-len must be in 1...\(config.contextLength) for \(model)")
         }
+        guard ComputePrecision(rawValue: precision) != nil else { throw ValidationError("--precision must be bf16 or fp32, not '\(precision)'") }
         guard repeats >= 1, warmup >= 0 else { throw ValidationError("--repeats must be at least 1, --warmup at least 0") }
     }
 
@@ -47,10 +51,11 @@ struct BenchStep: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { Blas.setThreadCount(threads) }
+        Blas.setThreadCount(threads ?? Blas.threadCount)  // oneDNN gets OpenBLAS's count
         let config = GPTConfig.named(model)!
         let B = microBatch, T = seqLen
-        let gpt = GPT(config: config, batchSize: B, sequenceLength: T, ledger: nil)
+        let compute = ComputePrecision(rawValue: precision)!
+        let gpt = GPT(config: config, batchSize: B, sequenceLength: T, ledger: nil, precision: compute)
         let layout = gpt.layout
         let weights = layout.units.map { FlatBuffer<Float>(count: $0.count, category: .weights, ledger: nil) }
         let grads = layout.units.map { FlatBuffer<Float>(count: $0.count, category: .gradients, ledger: nil) }
@@ -71,21 +76,33 @@ struct BenchStep: ParsableCommand {
         let c = FlatBuffer<Float>(count: m * n, category: .scratch, ledger: nil)
         a.fill(0.5); b.fill(0.25)
 
-        // Steps and sgemms alternate, so both see the same background load.
-        var forwardTimes: [Double] = [], backwardTimes: [Double] = [], sgemmTimes: [Double] = []
+        // Steps, sgemms and bf16 GEMMs alternate, so all see the same background load.
+        var forwardTimes: [Double] = [], backwardTimes: [Double] = [], sgemmTimes: [Double] = [], bf16Times: [Double] = []
+        var matmulShares: [Double] = []
         for i in 0..<(warmup + repeats) {
             for gb in grads { gb.fill(0) }
+            MatmulProfile.reset()
+            MatmulProfile.enabled = true
             let t0 = now()
             for op in gpt.opUnits.indices { gpt.forward(op: op, weights: w) }
             let t1 = now()
             for op in gpt.opUnits.indices.reversed() { gpt.backward(op: op, weights: w, gradients: g) }
             let t2 = now()
-            if i >= warmup { forwardTimes.append(t1 - t0); backwardTimes.append(t2 - t1) }
+            MatmulProfile.enabled = false
+            if i >= warmup {
+                forwardTimes.append(t1 - t0); backwardTimes.append(t2 - t1)
+                matmulShares.append(MatmulProfile.seconds / (t2 - t0))
+            }
             for _ in 0..<3 {
                 let t3 = now()
                 Blas.sgemm(m: m, n: n, k: k, a: a.pointer.baseAddress!, lda: k, b: b.pointer.baseAddress!, ldb: n,
                            c: c.pointer.baseAddress!, ldc: n)
                 if i >= warmup { sgemmTimes.append(now() - t3) }
+                // The bf16 route as the model calls it: rounding of both inputs included.
+                let t4 = now()
+                BF16Gemm.gemm(m: m, n: n, k: k, a: a.pointer.baseAddress!, lda: k, b: b.pointer.baseAddress!, ldb: n,
+                              c: c.pointer.baseAddress!, ldc: n)
+                if i >= warmup { bf16Times.append(now() - t4) }
             }
         }
         let totals = zip(forwardTimes, backwardTimes).map { $0 + $1 }
@@ -95,6 +112,10 @@ struct BenchStep: ParsableCommand {
         withExtendedLifetime((weights, grads, tokens, targets, a, b, c)) {}
         let sgemmGflops = 2 * Double(m * n * k) / median(sgemmTimes) / 1e9
         let gflops = flops / seconds / 1e9
+        let bf16Gflops = 2 * Double(m * n * k) / median(bf16Times) / 1e9
+        let gemmGflops = compute == .bf16 ? bf16Gflops : sgemmGflops
+        let matmulShare = median(matmulShares)
+        let core = Blas.coreName, isa = BF16Gemm.isa, path = BF16Gemm.path.rawValue
 
         if json {
             let object: [String: Any] = [
@@ -102,15 +123,21 @@ struct BenchStep: ParsableCommand {
                 "forward_seconds": median(forwardTimes), "backward_seconds": median(backwardTimes),
                 "flops": flops, "gflops": gflops, "sgemm_gflops": sgemmGflops, "sgemm_shape": [m, n, k],
                 "fraction_of_sgemm": gflops / sgemmGflops, "blas_threads": Blas.threadCount, "loss": Double(gpt.loss),
+                "precision": compute.rawValue, "gemm_gflops": gemmGflops, "bf16_gemm_gflops": bf16Gflops,
+                "fraction_of_gemm": gflops / gemmGflops, "matmul_share": matmulShare, "elementwise_share": 1 - matmulShare,
+                "openblas_core": core, "onednn_isa": isa, "onednn_version": BF16Gemm.version, "bf16_path": path,
             ]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print("bench step: \(config.name), B=\(B), T=\(T), \(layout.parameterCount) parameters, BLAS threads \(Blas.threadCount)")
+            print("bench step: \(config.name), B=\(B), T=\(T), \(layout.parameterCount) parameters, \(compute.rawValue) matmuls, BLAS threads \(Blas.threadCount)")
+            print("  OpenBLAS core \(core); oneDNN \(BF16Gemm.version) ISA \(isa); bf16 GEMM path \(path)")
             print(String(format: "  forward   %8.2f ms (median of %d)", median(forwardTimes) * 1e3, repeats))
             print(String(format: "  backward  %8.2f ms", median(backwardTimes) * 1e3))
             print(String(format: "  total     %8.2f ms   %.3f GFLOP   %.1f GFLOP/s", seconds * 1e3, flops / 1e9, gflops))
-            print(String(format: "  sgemm %dx%dx%d   %.1f GFLOP/s   -> step reaches %.0f%% of sgemm", m, n, k, sgemmGflops, 100 * gflops / sgemmGflops))
+            print(String(format: "  sgemm     %dx%dx%d   %.1f GFLOP/s   -> step reaches %.0f%% of sgemm", m, n, k, sgemmGflops, 100 * gflops / sgemmGflops))
+            print(String(format: "  bf16 GEMM %dx%dx%d   %.1f GFLOP/s   -> step reaches %.0f%% of bf16 GEMM", m, n, k, bf16Gflops, 100 * gflops / bf16Gflops))
+            print(String(format: "  matmuls %.0f%% of the step, elementwise and the rest %.0f%%", 100 * matmulShare, 100 * (1 - matmulShare)))
         }
     }
 

@@ -1,0 +1,167 @@
+import CZeroDNNL
+import Foundation
+
+/// The dtype the models multiply in. `.bf16` rounds both inputs of every matmul to bf16
+/// (round to nearest even, as `torch.bfloat16`) and accumulates and outputs fp32.
+public enum ComputePrecision: String, Sendable, CaseIterable {
+    case fp32, bf16
+}
+
+/// One matmul call site's precision: the models call `gemm`, which goes to `Blas.sgemm`
+/// (fp32) or `BF16Gemm.gemm` (bf16). Same argument convention as `Blas.sgemm`.
+public struct Matmul: Sendable, Equatable {
+    public let precision: ComputePrecision
+    public init(_ precision: ComputePrecision) { self.precision = precision }
+    public static let fp32 = Matmul(.fp32)
+    public static let bf16 = Matmul(.bf16)
+
+    /// C = alpha * op(A) * op(B) + beta * C (row-major; see `Blas.sgemm`).
+    @inline(__always)
+    public func gemm(
+        transposeA: Bool = false, transposeB: Bool = false,
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0,
+        c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        let t0 = MatmulProfile.enabled ? MatmulProfile.now() : 0
+        defer {
+            if MatmulProfile.enabled {
+                MatmulProfile.seconds += MatmulProfile.now() - t0
+                MatmulProfile.flops += 2 * Double(m) * Double(n) * Double(k)
+            }
+        }
+        switch precision {
+        case .fp32:
+            Blas.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                       a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        case .bf16:
+            BF16Gemm.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                          a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        }
+    }
+}
+
+/// The only place in the package that calls oneDNN (through the CZeroDNNL shim).
+///
+/// Inputs are rounded to dense bf16 scratch (per thread), then multiplied by oneDNN's
+/// matmul primitive (bf16 x bf16, fp32 accumulation and output; created once per shape,
+/// transpose, alpha, beta and thread count, and cached per thread). Repeated calls with the
+/// same shape give the same bits. Without oneDNN support (no bf16 matmul on this CPU, or
+/// `ZERO_TRAIN_BF16_GEMM=sgemm`), the same bf16-rounded inputs go through fp32 `Blas.sgemm`:
+/// the products are exact in fp32 either way, only the summation order differs (and speed).
+public enum BF16Gemm {
+    public enum Path: String, Sendable {
+        case oneDNN = "onednn"
+        case sgemm
+    }
+
+    /// The route bf16 matmuls take in this process, chosen once: `ZERO_TRAIN_BF16_GEMM`
+    /// (`onednn` or `sgemm`) if set, else oneDNN when a probe matmul succeeds.
+    public static var path: Path { state.path }
+
+    /// oneDNN's effective ISA ("avx512_core_bf16", ...), version and last implementation name.
+    public static var isa: String { String(cString: zt_dnnl_isa()) }
+    public static var version: String { String(cString: zt_dnnl_version()) }
+    public static var lastImplementation: String { String(cString: zt_dnnl_last_impl()) }
+
+    /// OpenMP threads oneDNN uses per calling thread (set with `--blas-threads`, like OpenBLAS).
+    public static func setThreadCount(_ count: Int) { zt_dnnl_set_threads(Int32(max(1, count))) }
+
+    /// Drops this thread's cached primitives (tests: a fresh primitive must give the same bits).
+    public static func clearCache() { zt_dnnl_clear_cache() }
+    /// Primitives cached on this thread.
+    public static var cachedPrimitives: Int { Int(zt_dnnl_cache_count()) }
+
+    /// C = alpha * op(bf16(A)) * op(bf16(B)) + beta * C, fp32 accumulation; `Blas.sgemm`'s convention.
+    public static func gemm(
+        transposeA: Bool = false, transposeB: Bool = false,
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0,
+        c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if m == 0 || n == 0 { return }
+        // Stored shapes: A is m x k (k x m when transposed), B is k x n (n x k).
+        let aRows = transposeA ? k : m, aCols = transposeA ? m : k
+        let bRows = transposeB ? n : k, bCols = transposeB ? k : n
+        if state.path == .oneDNN {
+            let ab = scratch(0, aRows * aCols * 2).assumingMemoryBound(to: UInt16.self)
+            let bb = scratch(1, bRows * bCols * 2).assumingMemoryBound(to: UInt16.self)
+            zt_dnnl_round_bf16(a, aRows, aCols, lda, ab)
+            zt_dnnl_round_bf16(b, bRows, bCols, ldb, bb)
+            let status = zt_dnnl_gemm_bf16(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, ab, bb, beta, c, ldc)
+            if status == 0 { return }
+            state.fallBack("oneDNN matmul \(m)x\(n)x\(k) failed (status \(status))")
+        }
+        let af = scratch(2, aRows * aCols * 4).assumingMemoryBound(to: Float.self)
+        let bf = scratch(3, bRows * bCols * 4).assumingMemoryBound(to: Float.self)
+        zt_dnnl_quantize_f32(a, aRows, aCols, lda, af)
+        zt_dnnl_quantize_f32(b, bRows, bCols, ldb, bf)
+        Blas.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                   a: af, lda: aCols, b: bf, ldb: bCols, beta: beta, c: c, ldc: ldc)
+    }
+
+    private static func scratch(_ slot: Int32, _ bytes: Int) -> UnsafeMutableRawPointer {
+        guard let p = zt_dnnl_scratch(slot, max(bytes, 64)) else { fatalError("bf16 gemm: cannot allocate \(bytes) bytes of scratch") }
+        return p
+    }
+
+    private static let state = State()
+
+    /// The chosen path, switched to `.sgemm` (once, with one line on stderr) if oneDNN fails.
+    private final class State: @unchecked Sendable {
+        private let lock = NSLock()
+        private var current: Path
+
+        init() {
+            let forced = ProcessInfo.processInfo.environment["ZERO_TRAIN_BF16_GEMM"]
+            switch forced {
+            case "sgemm":
+                current = .sgemm
+            case "onednn":
+                current = .oneDNN
+            default:
+                if let forced { FileHandle.standardError.write(Data("zero-train: ZERO_TRAIN_BF16_GEMM=\(forced) is not onednn or sgemm; ignored\n".utf8)) }
+                current = State.probe() ? .oneDNN : .sgemm
+                if current == .sgemm {
+                    FileHandle.standardError.write(Data("zero-train: bf16 matmuls fall back to fp32 sgemm on bf16-rounded inputs (oneDNN has no bf16 matmul here); slower, same products, different summation order\n".utf8))
+                } else if !String(cString: zt_dnnl_isa()).hasPrefix("avx512_core_bf16") && !String(cString: zt_dnnl_isa()).hasPrefix("avx512_core_amx") {
+                    FileHandle.standardError.write(Data("zero-train: bf16 matmuls run on oneDNN without native bf16 instructions (ISA \(String(cString: zt_dnnl_isa())))\n".utf8))
+                }
+            }
+        }
+
+        var path: Path { lock.lock(); defer { lock.unlock() }; return current }
+
+        func fallBack(_ reason: String) {
+            lock.lock(); defer { lock.unlock() }
+            guard current == .oneDNN else { return }
+            current = .sgemm
+            FileHandle.standardError.write(Data("zero-train: \(reason); bf16 matmuls fall back to fp32 sgemm on bf16-rounded inputs\n".utf8))
+        }
+
+        /// A 2x2x2 bf16 matmul: does this oneDNN build have a bf16 matmul for this CPU?
+        private static func probe() -> Bool {
+            var a: [UInt16] = [0x3F80, 0, 0, 0x3F80], b: [UInt16] = [0x4000, 0, 0, 0x4000]
+            var c: [Float] = [0, 0, 0, 0]
+            let status = zt_dnnl_gemm_bf16(0, 0, 2, 2, 2, 1, &a, &b, 0, &c, 2)
+            return status == 0 && c == [2, 0, 0, 2]
+        }
+    }
+}
+
+/// Time spent inside `Matmul.gemm` while `enabled` (for `bench step`'s matmul share).
+/// Single-threaded use only: the bench enables it around its own loop.
+public enum MatmulProfile {
+    nonisolated(unsafe) public static var enabled = false
+    nonisolated(unsafe) public static var seconds = 0.0
+    nonisolated(unsafe) public static var flops = 0.0
+
+    public static func reset() { seconds = 0; flops = 0 }
+
+    @inline(__always)
+    static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+}
