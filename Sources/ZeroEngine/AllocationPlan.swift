@@ -114,7 +114,7 @@ public struct AllocationPlan: Sendable, Equatable {
 }
 
 /// One buffer (or group of buffers) of a plan: bytes as allocated and how many are padding.
-public struct PlannedBuffer: Sendable, Equatable {
+public struct PlannedBuffer: Sendable, Equatable, Codable {
     public var category: MemoryCategory
     public var name: String
     public var bytes: Int

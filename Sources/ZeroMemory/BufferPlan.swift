@@ -84,17 +84,11 @@ public struct UnitPlan: Sendable, Equatable {
     }
 }
 
-/// One buffer (or group of buffers) of the plan: its category, bytes as allocated,
-/// and how many of those bytes are padding.
-public struct BufferTerm: Sendable, Equatable, Codable {
-    public var category: MemoryCategory
-    /// What it is, e.g. "fp32 master (owned shard)".
-    public var name: String
-    public var bytes: Int
-    public var paddingBytes: Int
-    public init(category: MemoryCategory, name: String, bytes: Int, paddingBytes: Int = 0) {
-        self.category = category; self.name = name; self.bytes = bytes; self.paddingBytes = paddingBytes
-    }
+/// One buffer (or group of buffers) of a plan: the engine's `PlannedBuffer`, so that the
+/// report and the trainer share one type.
+public typealias BufferTerm = PlannedBuffer
+
+extension PlannedBuffer {
     /// `bytesPerElement` times `elements` (times `copies`), padding included.
     public init(_ category: MemoryCategory, _ name: String, bytesPerElement b: Int, _ e: ElementCount, copies: Int = 1) {
         self.init(category: category, name: name, bytes: b * e.padded * copies,
@@ -171,13 +165,6 @@ public struct RunConfiguration: Sendable {
     public var units: UnitPlan { .gpt(model, ranks: ranks, alignment: alignment) }
 }
 
-extension BufferTerm {
-    /// A buffer of the engine's allocation plan.
-    public init(_ b: PlannedBuffer) {
-        self.init(category: b.category, name: b.name, bytes: b.bytes, paddingBytes: b.paddingBytes)
-    }
-}
-
 extension PrecisionMode {
     /// The engine's precision policy for this mode.
     public var policy: PrecisionPolicy { self == .bf16 ? .bf16 : .fp32 }
@@ -225,6 +212,6 @@ public enum BufferPlan {
         return plan.buffers(optimizerStateBytesPerElement: c.optimizerBytesPerParameter - 4,
                             activationBytes: c.activationBytes(c.model, c.microBatch, c.sequenceLength),
                             communicatorScratch: communicatorScratch(c, plan),
-                            matmulOperandBytes: matmulOperandBytes).map(BufferTerm.init)
+                            matmulOperandBytes: matmulOperandBytes)
     }
 }

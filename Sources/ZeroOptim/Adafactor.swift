@@ -1,17 +1,10 @@
 import ZeroComm
 import ZeroTensor
 
-/// torch.optim.Adafactor (torch >= 2.5) over whole tensors, whichever ranks hold their pieces.
+/// torch.optim.Adafactor (torch >= 2.5) over whole tensors, whichever ranks hold their pieces:
+/// the chain `ScaleByRelativeStep`, `ScaleByFactoredRMS`, `ClipByBlockRMS`, decoupled decay
+/// (AdafactorTransforms.swift). The chain is the production path; Adafactor has no fused kernel.
 ///
-/// Per tensor and step t (torch's `_single_tensor_adafactor`):
-/// ```
-/// b = t^beta2Decay ; rho = min(lr, 1/sqrt(t)) ; alpha = max(eps2, ||p|| / sqrt(numel)) * rho
-/// p *= f32(1 - lr*wd)                                   (if wd != 0)
-/// matrix [R, C]: row_var = lerp(row_var, sum_j g^2 / C, b); col_var = lerp(col_var, sum_i g^2 / R, b)
-///                est_ij = row_var_i * col_var_j / max(mean(row_var), eps1)
-/// vector:        var = lerp(var, g*g, b); est = var
-/// u = g / sqrt(max(est, eps1^2)) ; p = fma(u, f32(-alpha / max(1, ||u|| / (sqrt(numel) * d))), p)
-/// ```
 /// Rank-count independence: every whole-tensor sum of squares (||p||, ||u||, row and column
 /// sums) is an exact integer sum of per-element terms `trunc(x^2 * 2^(60 - 2e))`, e the
 /// exponent of the tensor's largest |x| (taken over all ranks first). Integer addition is
@@ -27,17 +20,10 @@ import ZeroTensor
 final class AdafactorOptimizer: ShardOptimizer {
     let config: OptimizerConfig
     let count: Int
-    /// The unit's tensors, sorted and disjoint, in unit coordinates; the shard is
-    /// `shardOffset ..< shardOffset + count`.
-    let tensors: [ParameterShape]
-    let shardOffset: Int
     /// Other ranks hold other pieces of these tensors: statistics are combined over ranks.
     let sharded: Bool
-    /// Whether tensor k takes weight decay (from its first element in this shard).
-    let decays: [Bool]
-    /// Where tensor k's variances start in `variance` (R rows then C columns, or one per element).
-    let varianceOffsets: [Int]
-    let variance: FlatBuffer<Float>
+    let chain: Chain
+    let factored: ScaleByFactoredRMS
     private var update: [Float]
 
     init(config: OptimizerConfig, count: Int, decay: DecaySegments, shapes: [ParameterShape]?,
@@ -56,134 +42,29 @@ final class AdafactorOptimizer: ShardOptimizer {
         }
         self.config = config
         self.count = count
-        self.tensors = shapes
-        self.shardOffset = shardOffset
         self.sharded = sharded
-        var offsets: [Int] = [], total = 0
-        for s in shapes {
-            offsets.append(total)
-            total += s.isMatrix ? s.rows + s.cols : s.range.count
-        }
-        varianceOffsets = offsets
-        variance = FlatBuffer(count: total, category: .optimizerState, ledger: ledger)
-        // Weight decay is per tensor in torch (param groups); a tensor decays if its first element here does.
-        decays = shapes.map { s in
-            let local = s.range.clamped(to: shard)
-            guard !local.isEmpty else { return false }
-            return decay.runs.first { $0.range.contains(local.lowerBound - shardOffset) }?.decays ?? false
-        }
+        let pieces = TensorPieces(tensors: shapes, offset: shardOffset, count: count)
+        chain = Recipes.adafactor(config, pieces: pieces, decaySegments: decay.runs.filter(\.decays).map(\.range), ledger: ledger)
+        factored = chain.transforms.lazy.compactMap { $0 as? ScaleByFactoredRMS }.first!
         update = [Float](repeating: 0, count: count)
     }
 
     var state: [OptimizerStateArray] {
         [OptimizerStateArray(name: "factored_variance", parametersPerBlock: 1, bytesPerBlock: 4,
-                             bytes: UnsafeMutableRawBufferPointer(variance.pointer), isReplicated: true)]
+                             bytes: UnsafeMutableRawBufferPointer(factored.variance.pointer), isReplicated: true)]
     }
     var supportsResharding: Bool { true }
-
-    /// Shard-relative range of tensor k's elements that this shard holds (may be empty).
-    func piece(_ k: Int) -> Range<Int> {
-        let r = tensors[k].range.clamped(to: shardOffset ..< shardOffset + count)
-        return (r.lowerBound - shardOffset) ..< (r.upperBound - shardOffset)
-    }
 
     func step(master: UnsafeMutableBufferPointer<Float>, gradient: UnsafeBufferPointer<Float>,
               working: UnsafeMutableBufferPointer<UInt16>?, context: StepContext) throws {
         try checkStepArguments(count: count, master: master, gradient: gradient, working: working, context: context)
-        let communicator = sharded ? context.communicator : nil
-        if sharded && communicator == nil { throw OptimizerError("Adafactor over a sharded unit needs the step's communicator") }
-        let t = Double(context.step), lr = context.learningRate
-        let oneMinusBeta2 = Float(cPow(t, config.beta2Decay))
-        let rho = min(lr, 1 / cPow(t, 0.5))
-        let eps1 = config.adafactorEps1 ?? Double(Float.ulpOfOne)
-        let eps1f = Float(eps1), eps1Squared = Float(eps1 * eps1)
-        let small = abs(oneMinusBeta2) < 0.5
-        @inline(__always) func lerp(_ a: Float, _ b: Float) -> Float {
-            small ? a.addingProduct(oneMinusBeta2, b - a) : b.addingProduct(oneMinusBeta2 - 1, b - a)
-        }
-        let T = tensors.count
-
-        // 1. Largest |p| and |g| of every tensor, over all ranks: the scales of the exact sums.
-        var maxima = [Double](repeating: 0, count: 2 * T)
-        for k in 0..<T {
-            let r = piece(k)
-            maxima[2 * k] = ExactSquareSum.maxAbs(master[r])
-            maxima[2 * k + 1] = ExactSquareSum.maxAbs(gradient[r])
-        }
-        maxima = try ExactSquareSum.maxOverRanks(maxima, communicator)
-
-        // 2. Exact sums: ||p||^2, then row and column sums of g^2 (matrices) or g itself (vectors,
-        //    as bit patterns: exactly one rank holds each element, the others add zero).
-        var sums = ExactSquareSum.Sums(count: T + variance.count)
-        for k in 0..<T {
-            let s = tensors[k], r = piece(k), at = T + varianceOffsets[k]
-            let pScale = ExactSquareSum.Scale(maxAbs: maxima[2 * k]), gScale = ExactSquareSum.Scale(maxAbs: maxima[2 * k + 1])
-            for i in r { sums.add(pScale.term(master[i]), at: k) }
-            let first = r.lowerBound + shardOffset - s.range.lowerBound  // index of the piece's first element in the tensor
-            if s.isMatrix {
-                for i in r {
-                    let j = first + i - r.lowerBound, term = gScale.term(gradient[i])
-                    sums.add(term, at: at + j / s.cols)
-                    sums.add(term, at: at + s.rows + j % s.cols)
-                }
-            } else {
-                for i in r { sums.add(UInt64(gradient[i].bitPattern), at: at + first + i - r.lowerBound) }
-            }
-        }
-        try sums.sumOverRanks(communicator)
-
-        // 3. Every rank updates every tensor's variances identically; then the update of its pieces.
-        let st = variance.pointer
-        var alphas = [Double](repeating: 0, count: T), uMaxima = [Double](repeating: 0, count: T)
-        for k in 0..<T {
-            let s = tensors[k], r = piece(k), at = varianceOffsets[k], n = s.range.count
-            let pNorm = ExactSquareSum.Scale(maxAbs: maxima[2 * k]).value(sums[k])
-            alphas[k] = max(config.adafactorEps2, Float(pNorm.squareRoot()).asDouble / cPow(Double(n), 0.5)) * rho
-            let first = r.lowerBound + shardOffset - s.range.lowerBound
-            if s.isMatrix {
-                let R = s.rows, C = s.cols, gScale = ExactSquareSum.Scale(maxAbs: maxima[2 * k + 1])
-                for i in 0..<(R + C) {
-                    let norm = Float(gScale.value(sums[T + at + i]).squareRoot())
-                    st[at + i] = lerp(st[at + i], (norm * norm) / Float(i < R ? C : R))
-                }
-                var rowSum = 0.0
-                for i in 0..<R { rowSum += Double(st[at + i]) }
-                let rowMean = max(Float(rowSum / Double(R)), eps1f)
-                for i in r {
-                    let j = first + i - r.lowerBound
-                    let est = max((st[at + j / C] * st[at + R + j % C]) / rowMean, eps1Squared)
-                    update[i] = (1 / est.squareRoot()) * gradient[i]
-                }
-            } else {
-                for j in 0..<n {
-                    let g = Float(bitPattern: UInt32(truncatingIfNeeded: sums[T + at + j]))
-                    st[at + j] = lerp(st[at + j], g * g)
-                }
-                for i in r {
-                    update[i] = (1 / max(st[at + first + i - r.lowerBound], eps1Squared).squareRoot()) * gradient[i]
-                }
-            }
-            uMaxima[k] = ExactSquareSum.maxAbs(update[r])
-        }
-        uMaxima = try ExactSquareSum.maxOverRanks(uMaxima, communicator)
-
-        // 4. ||u|| over the whole tensor, then decay and apply.
-        var uSums = ExactSquareSum.Sums(count: T)
-        for k in 0..<T {
-            let scale = ExactSquareSum.Scale(maxAbs: uMaxima[k])
-            for i in piece(k) { uSums.add(scale.term(update[i]), at: k) }
-        }
-        try uSums.sumOverRanks(communicator)
-        for k in 0..<T {
-            let r = piece(k), n = tensors[k].range.count
-            let uNorm = ExactSquareSum.Scale(maxAbs: uMaxima[k]).value(uSums[k])
-            if decays[k] && config.weightDecay != 0 {
-                let c = Float(1 - lr * config.weightDecay)
-                for i in r { master[i] = master[i] * c }
-            }
-            let denom = max(1.0, Float(uNorm.squareRoot()).asDouble / (cPow(Double(n), 0.5) * config.clipThreshold))
-            let a = Float(-alphas[k] / denom)
-            for i in r { master[i] = master[i].addingProduct(update[i], a) }
+        if sharded && context.communicator == nil { throw OptimizerError("Adafactor over a sharded unit needs the step's communicator") }
+        try update.withUnsafeMutableBufferPointer { values in
+            _ = values.initialize(from: gradient)
+            var u = ShardUpdate(params: master, values: values, step: context.step, learningRate: context.learningRate)
+            u.communicator = sharded ? context.communicator : nil
+            try chain.update(&u, range: 0..<count)
+            applyUpdates(u)
         }
         writeBack(master, working)
     }

@@ -186,8 +186,8 @@ public final class ScaleByQuantizedAdam: GradientTransform {
 }
 
 extension Recipes {
-    /// The chain of transforms that defines `config`'s optimizer (every family but Adafactor, whose
-    /// per-tensor statistics and scales do not fit a shard-wide update; see AdafactorOptimizer).
+    /// The chain of transforms that defines `config`'s optimizer (Adafactor: the shard as one vector;
+    /// `AdafactorOptimizer` runs it over the unit's real tensors).
     /// Coupled L2 (Adam, SGD, Adagrad, RMSprop) and decoupled decay (AdamW, Lion, 8-bit AdamW) act on
     /// `decaySegments` only.
     public static func chain(_ config: OptimizerConfig, count: Int, decaySegments: [Range<Int>]) throws -> Chain {
@@ -215,7 +215,8 @@ extension Recipes {
                                                           beta1: config.beta1, beta2: config.beta2, eps: config.eps),
                           ScaleByLearningRate()])
         case .adafactor:
-            throw OptimizerError("Adafactor has no chain: its statistics and scales are per tensor")
+            return adafactor(config, pieces: TensorPieces(tensors: [.vector(0..<count)], offset: 0, count: count),
+                             decaySegments: decaySegments)
         }
     }
 }

@@ -1,3 +1,4 @@
+import ZeroComm
 import ZeroTensor
 
 /// The update flowing through a chain of transforms, over one flat fp32 shard.
@@ -22,6 +23,11 @@ public struct ShardUpdate {
     public var learningRate: Double
     /// Set by `SkipIfNonFinite` when the step must not touch params or state.
     public var skipped = false
+    /// Per-tensor pending factors (Adafactor's relative step and clipping). When set, only these
+    /// ranges are applied, each with f32(scaleNumerator * numerator / (scaleDenominator * denominator)).
+    public var segmentScales: [SegmentScale]?
+    /// For transforms whose statistics span the pieces other ranks hold; nil in one process.
+    public var communicator: (any Communicator)?
 
     public init(params: UnsafeMutableBufferPointer<Float>, values: UnsafeMutableBufferPointer<Float>,
                 step: Int, learningRate: Double) {
@@ -33,6 +39,13 @@ public struct ShardUpdate {
 
     /// The pending scalar as torch rounds it: one float32.
     public var scale: Float { Float(scaleNumerator / scaleDenominator) }
+}
+
+/// A pending factor that applies to one range of the shard only.
+public struct SegmentScale: Sendable {
+    public var range: Range<Int>
+    public var numerator: Double
+    public var denominator: Double = 1
 }
 
 /// One equation of an optimizer with explicit state, updating a flat shard in place (optax's
@@ -165,6 +178,14 @@ public final class SkipIfNonFinite: GradientTransform {
 /// Adds the update to the parameters (optax's `apply_updates`) in torch's addcdiv / add-alpha form.
 public func applyUpdates(_ u: ShardUpdate) {
     if u.skipped { return }
+    if let segments = u.segmentScales {
+        precondition(u.divisor == nil, "per-tensor factors and a divisor do not combine")
+        for g in segments {
+            let s = Float((u.scaleNumerator * g.numerator) / (u.scaleDenominator * g.denominator))
+            for i in g.range { u.params[i] = u.params[i].addingProduct(u.values[i], s) }
+        }
+        return
+    }
     let s = u.scale
     if let d = u.divisor {
         for i in 0..<u.params.count { u.params[i] = u.params[i] + (s * u.values[i]) / d[i] }
