@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Writes Tests/Fixtures/model/losses.safetensors: values and gradients of the losses of
+zero-train's ZeroModels/Losses.swift, computed by PyTorch CPU in float64 from float32 inputs
+(so the reference carries no fp32 rounding of its own; the tests state their tolerance).
+
+Run: Tests/Fixtures/make_venv.sh && .venv-fixtures/bin/python Tests/Fixtures/make_loss_fixtures.py
+
+Each case <c> holds its inputs, <c>.loss (shape [1]) and <c>.grad.<input> (float32):
+- ce: torch.nn.functional.cross_entropy(logits [6, 5], targets, label_smoothing=0.1), mean.
+- focal_sigmoid: torchvision.ops.sigmoid_focal_loss(logits [8], targets in {0, 1},
+  alpha=0.25, gamma=2, reduction="mean"), written out as torchvision defines it.
+- focal_softmax: mean over rows of -alpha (1 - p_y)^gamma log p_y, p = softmax(logits [6, 5]),
+  alpha=0.25, gamma=2 (the multi-class form of Lin et al.).
+- infonce: NT-Xent (SimCLR) over z [8, 4]: rows i and (i + 4) mod 8 are the two views of one
+  example; cosine similarities / temperature 0.5, the diagonal excluded, cross-entropy to the
+  other view, mean over the 8 rows.
+- triplet: torch.nn.TripletMarginLoss(margin=1.0, p=2, eps=1e-6) over anchor, positive,
+  negative [5, 4], mean; one triplet is arranged to be inactive (loss 0 there).
+"""
+import os
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+torch.manual_seed(20261206)
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model", "losses.safetensors")
+tensors = {}
+
+
+def record(name, inputs, loss_fn, ints=()):
+    """Stores fp32 inputs, then the float64 loss and gradients of `loss_fn(*inputs)`."""
+    xs = [x.to(torch.float32) for x in inputs]
+    leaves = [x.to(torch.float64).requires_grad_(x.is_floating_point() and i not in ints)
+              for i, x in enumerate(xs)]
+    loss = loss_fn(*leaves)
+    loss.backward()
+    tensors[f"{name}.loss"] = loss.detach().to(torch.float32).reshape(1)
+    for i, (x, leaf) in enumerate(zip(xs, leaves)):
+        tensors[f"{name}.in{i}"] = x.clone().contiguous()
+        if leaf.requires_grad:
+            tensors[f"{name}.grad.in{i}"] = leaf.grad.to(torch.float32).contiguous()
+
+
+def focal_sigmoid(x, t, alpha=0.25, gamma=2.0):
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    p_t = p * t + (1 - p) * (1 - t)
+    loss = ce * ((1 - p_t) ** gamma)
+    alpha_t = alpha * t + (1 - alpha) * (1 - t)
+    return (alpha_t * loss).mean()
+
+
+def focal_softmax(x, y, alpha=0.25, gamma=2.0):
+    logp = F.log_softmax(x, dim=1).gather(1, y.long().unsqueeze(1)).squeeze(1)
+    return (-alpha * (1 - logp.exp()) ** gamma * logp).mean()
+
+
+def nt_xent(z, temperature=0.5):
+    n2 = z.shape[0]
+    zn = F.normalize(z, dim=1)
+    sim = zn @ zn.T / temperature
+    sim = sim.masked_fill(torch.eye(n2, dtype=torch.bool), float("-inf"))
+    targets = (torch.arange(n2) + n2 // 2) % n2
+    return F.cross_entropy(sim, targets)
+
+
+logits = torch.randn(6, 5) * 2
+targets = torch.tensor([0, 4, 2, 2, 1, 3], dtype=torch.float32)
+record("ce", [logits, targets], lambda x, t: F.cross_entropy(x, t.long(), label_smoothing=0.1), ints=(1,))
+record("focal_sigmoid", [torch.randn(8) * 2, torch.tensor([1, 0, 0, 1, 0, 0, 0, 1], dtype=torch.float32)],
+       focal_sigmoid, ints=(1,))
+record("focal_softmax", [logits, targets], focal_softmax, ints=(1,))
+record("infonce", [torch.randn(8, 4)], nt_xent)
+a, p, n = torch.randn(5, 4), torch.randn(5, 4), torch.randn(5, 4)
+n[0] = a[0] + 5.0  # far negative: this triplet's hinge is inactive
+p[0] = a[0] + 0.1
+record("triplet", [a, p, n], lambda a, p, n: F.triplet_margin_loss(a, p, n, margin=1.0, p=2, eps=1e-6))
+save_file(tensors, OUT, metadata={"generator": "Tests/Fixtures/make_loss_fixtures.py", "torch": torch.__version__})
+print(f"wrote {OUT}: {len(tensors)} tensors")
