@@ -127,7 +127,7 @@ extension Trainer {
             }
             let manifest = CheckpointManifest(
                 step: step, updatesApplied: updatesApplied, skippedSteps: skippedSteps, ranks: ranks,
-                stage: config.stage, config: config,
+                stage: config.stage.rawValue, config: config,
                 units: model.layout.units.enumerated().map { .init(name: $1.name, count: $1.count, padded: partition.paddedCounts[$0]) },
                 stateArrays: optimizers[0].state.map {
                     .init(name: $0.name, parametersPerBlock: $0.parametersPerBlock, bytesPerBlock: $0.bytesPerBlock,
@@ -167,7 +167,7 @@ extension Trainer {
         guard manifest.units.map(\.count) == partition.unitCounts else {
             throw ConfigError("checkpoint \(dir.path) does not match \(config.model)'s parameter layout")
         }
-        if (manifest.ranks != ranks || (manifest.stage == 0) != (config.stage == 0)) && !manifest.supportsResharding {
+        if (manifest.ranks != ranks || (manifest.stage == 0) != (config.stage == .zero)) && !manifest.supportsResharding {
             throw ConfigError("\(config.optimizer)'s state cannot be resharded: resume with \(manifest.ranks) ranks")
         }
 

@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import ZeroComm
+import ZeroEngine
+import ZeroMemory
+import ZeroModels
+import ZeroOptim
+
+/// Checks made before any rank starts: the files a run reads, and whether the allocation plan
+/// of one rank (times the ranks this machine runs) fits in this machine's memory. Each
+/// failure is one line naming the option, what was expected and what was found.
+func checkRunFits(_ c: TrainingConfig, simulatedRanks: Int?) throws {
+    if let path = c.data { try checkInputFile(path, option: "--data", expected: "a text file or an llm.c .bin token shard") }
+    if let path = c.initFrom { try checkInputFile(path, option: "--init", expected: "a .safetensors file") }
+    if let path = c.save { try checkSaveDirectory(path) }
+    try checkMemory(c, simulatedRanks: simulatedRanks)
+}
+
+/// What is at `path`, in plain words, when it is not a regular file.
+func describeNonRegularFile(_ path: String) -> String? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return errno == ENOENT ? "nothing (no such file)" : String(cString: strerror(errno)) }
+    switch st.st_mode & S_IFMT {
+    case S_IFREG: return nil
+    case S_IFDIR: return "a directory"
+    case S_IFIFO: return "a FIFO (named pipe)"
+    case S_IFCHR: return "a character device"
+    case S_IFBLK: return "a block device"
+    case S_IFSOCK: return "a socket"
+    default: return "not a regular file"
+    }
+}
+
+func checkInputFile(_ path: String, option: String, expected: String) throws {
+    if let found = describeNonRegularFile(path) {
+        throw ConfigError("\(option) \(path): expected \(expected), found \(found)")
+    }
+    guard access(path, R_OK) == 0 else { throw ConfigError("\(option) \(path): expected \(expected), found a file this user cannot read") }
+}
+
+/// `--save` may be missing (it is created) but not a file.
+func checkSaveDirectory(_ path: String) throws {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
+        throw ConfigError("--save \(path): expected a directory, found a file")
+    }
+}
+
+/// Refuses a run whose ranks on this machine would need more than its memory: one line
+/// instead of a failed allocation mid-start-up. GPT presets only (the MLP is small and fixed).
+func checkMemory(_ c: TrainingConfig, simulatedRanks: Int?) throws {
+    guard let gpt = GPTConfig.named(c.model), let machine = MemoryInput.machineMemoryBytes() else { return }
+    let env = ProcessInfo.processInfo.environment
+    let ranks = simulatedRanks ?? Int(env["OMPI_COMM_WORLD_SIZE"] ?? "") ?? 1
+    let local = simulatedRanks ?? Int(env["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1
+    let accumulation = (try? c.accumulationSteps(ranks: ranks)) ?? c.gradAccum
+    let run = RunConfiguration(
+        model: gpt, ranks: ranks, stage: c.stage.rawValue, microBatch: c.microBatch, sequenceLength: c.seqLen,
+        accumulationSteps: accumulation, precision: c.isBF16 ? .bf16 : .fp32,
+        optimizerBytesPerParameter: try optimizerBytesPerParameter(c.optimizer.rawValue),
+        backend: simulatedRanks == nil ? .mpi : .simulated)
+    let perRank = MemoryReport.runtimeEstimate(run, stage: c.stage.rawValue).totalBytes
+    let (need, overflow) = perRank.multipliedReportingOverflow(by: local)
+    guard overflow || need > machine else { return }
+    let gib = { (b: Int) in String(format: "%.1f GiB", Double(b) / Double(1 << 30)) }
+    throw ConfigError("--micro-batch \(c.microBatch) x --seq-len \(c.seqLen) on \(c.model) needs \(overflow ? "more than 2^63 bytes" : gib(need)) "
+                      + "for \(local) rank\(local == 1 ? "" : "s") on this machine, which has \(gib(machine)); "
+                      + "lower --micro-batch or --seq-len, or use a higher --stage or more machines (zero-train memory --model \(c.model))")
+}
+
+// The closed-set options parse as ArgumentParser arguments too (raw values, every case listed).
+extension ModelName: ExpressibleByArgument {}
+extension ZeroStage: ExpressibleByArgument {}
+extension ScheduleName: ExpressibleByArgument {}
+extension PrecisionName: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {}
