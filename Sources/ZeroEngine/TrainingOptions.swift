@@ -19,6 +19,10 @@ public struct TrainingOption: Sendable {
     public let choices: [String]?
     /// A switch on the command line (`--error-if-nonfinite`), true or false in a config file.
     public let isSwitch: Bool
+    /// Changing it on `--resume` changes what the run computes (refused without
+    /// `--allow-config-change`); false for bookkeeping (where to save, how long to wait) and
+    /// for what a resume may change by design (stage, steps).
+    public let changesMath: Bool
 
     let setText: @Sendable (inout TrainingConfig, String) -> Bool
     let setJSON: @Sendable (inout TrainingConfig, ConfigJSON) -> Bool
@@ -108,13 +112,13 @@ extension TrainingOption {
     /// An option stored in a non-optional field.
     static func option<V: OptionValue>(
         _ flag: String, _ path: WritableKeyPath<TrainingConfig, V> & Sendable, manifest: String, keys: [String]? = nil,
-        _ accepted: Accepted<V>, _ summary: String
+        math: Bool = true, _ accepted: Accepted<V>, _ summary: String
     ) -> TrainingOption {
         let key = OptionKey(manifest)
         return TrainingOption(
             flag: flag, configKeys: keys ?? [flag.replacingOccurrences(of: "-", with: "_")], manifestKey: manifest,
             summary: summary, accepts: accepted.phrase, choices: (V.self as? any ChoiceValue.Type).map { choiceNames($0) },
-            isSwitch: V.self == Bool.self,
+            isSwitch: V.self == Bool.self, changesMath: math,
             setText: { c, text in
                 guard let v = V(optionText: text), accepted.test(v) else { return false }
                 c[keyPath: path] = v; return true
@@ -134,12 +138,12 @@ extension TrainingOption {
     /// An option stored in an optional field (absent means unset).
     static func option<V: OptionValue>(
         _ flag: String, _ path: WritableKeyPath<TrainingConfig, V?> & Sendable, manifest: String, keys: [String]? = nil,
-        _ accepted: Accepted<V>, _ summary: String
+        math: Bool = true, _ accepted: Accepted<V>, _ summary: String
     ) -> TrainingOption {
         let key = OptionKey(manifest)
         return TrainingOption(
             flag: flag, configKeys: keys ?? [flag.replacingOccurrences(of: "-", with: "_")], manifestKey: manifest,
-            summary: summary, accepts: accepted.phrase, choices: nil, isSwitch: false,
+            summary: summary, accepts: accepted.phrase, choices: nil, isSwitch: false, changesMath: math,
             setText: { c, text in
                 guard let v = V(optionText: text), accepted.test(v) else { return false }
                 c[keyPath: path] = v; return true
@@ -163,15 +167,15 @@ extension TrainingOption {
     /// Every option of a training run, in `--help` order.
     public static let all: [TrainingOption] = [
         option("model", \.model, manifest: "model", .anyCase, "Model preset."),
-        option("stage", \.stage, manifest: "stage", .anyCase,
+        option("stage", \.stage, manifest: "stage", math: false, .anyCase,
                "ZeRO stage: 0 (data parallel), 1 (shard optimizer state), 2 (+gradients), 3 (+parameters)."),
-        option("steps", \.steps, manifest: "steps", .from(1, to: 1_000_000_000),
+        option("steps", \.steps, manifest: "steps", math: false, .from(1, to: 1_000_000_000),
                "Total optimizer steps of the run (a resumed run continues to this total)."),
         option("micro-batch", \.microBatch, manifest: "microBatch", keys: ["micro_batch", "train_micro_batch_size_per_gpu"],
                .from(1, to: 1_000_000), "Sequences per micro-batch (B)."),
-        option("grad-accum", \.gradAccum, manifest: "gradAccum", keys: ["grad_accum", "gradient_accumulation_steps"],
+        option("grad-accum", \.gradAccum, manifest: "gradAccum", keys: ["grad_accum", "gradient_accumulation_steps"], math: false,
                .from(1, to: 1_000_000), "Micro-batches each rank accumulates per step (A); G = ranks x A."),
-        option("global-micro-batches", \.globalMicroBatches, manifest: "globalMicroBatches", .from(1, to: 1_000_000),
+        option("global-micro-batches", \.globalMicroBatches, manifest: "globalMicroBatches", math: false, .from(1, to: 1_000_000),
                "Micro-batches per step over all ranks (G); overrides --grad-accum."),
         option("seq-len", \.seqLen, manifest: "seqLen", .from(1, to: 1_000_000),
                "Tokens per sequence (T), at most the model's context length."),
@@ -191,25 +195,25 @@ extension TrainingOption {
         option("optimizer", \.optimizer, manifest: "optimizer", .anyCase, "Optimizer."),
         option("precision", \.precision, manifest: "precision", .anyCase,
                "bf16 (bf16 working weights and gradients, fp32 master and moments) or fp32."),
-        option("data", \.data, manifest: "data", .path,
+        option("data", \.data, manifest: "data", math: false, .path,
                "Training data: a text file (bytes) or an llm.c .bin token shard. Default: the embedded corpus."),
-        option("init", \.initFrom, manifest: "initFrom", .path, "Initial weights from a Hugging Face GPT-2 .safetensors file."),
+        option("init", \.initFrom, manifest: "initFrom", math: false, .path, "Initial weights from a Hugging Face GPT-2 .safetensors file."),
         option("seed", \.seed, manifest: "seed", .any, "Seed for initialization and data order."),
-        option("save", \.save, manifest: "save", .path, "Save sharded checkpoints under DIR."),
-        option("save-every", \.saveEvery, manifest: "saveEvery", .from(0, to: 1_000_000_000),
+        option("save", \.save, manifest: "save", math: false, .path, "Save sharded checkpoints under DIR."),
+        option("save-every", \.saveEvery, manifest: "saveEvery", math: false, .from(0, to: 1_000_000_000),
                "Save every N steps (and at the end); 0: only at the end."),
-        option("keep", \.keep, manifest: "keep", .from(1, to: 1_000_000), "Keep the newest K checkpoints."),
-        option("max-skips", \.maxSkips, manifest: "maxSkips", .from(0, to: 1_000_000_000),
+        option("keep", \.keep, manifest: "keep", math: false, .from(1, to: 1_000_000), "Keep the newest K checkpoints."),
+        option("max-skips", \.maxSkips, manifest: "maxSkips", math: false, .from(0, to: 1_000_000_000),
                "Abort after this many non-finite steps in a row."),
-        option("error-if-nonfinite", \.errorIfNonfinite, manifest: "errorIfNonfinite", .any,
+        option("error-if-nonfinite", \.errorIfNonfinite, manifest: "errorIfNonfinite", math: false, .any,
                "Stop with an error on a non-finite gradient norm instead of skipping the step."),
-        option("timeout", \.timeout, manifest: "timeout",
+        option("timeout", \.timeout, manifest: "timeout", math: false,
                Accepted("a number of seconds > 0 and <= 1e9") { $0 > 0 && $0 <= 1e9 },
                "Seconds a collective waits for the other ranks before the job aborts."),
         option("blas-threads", \.blasThreads, manifest: "blasThreads", .from(1, to: 256),
                "OpenBLAS threads per rank. Bits are identical across rank counts only for the same value."),
-        option("log-every", \.logEvery, manifest: "logEvery", .from(1, to: 1_000_000_000),
-               "Print a progress line every N steps."),
+        option("log-every", \.logEvery, manifest: "logEvery", math: false, .from(0, to: 1_000_000_000),
+               "Print a progress line every N steps; 0: none (scripts)."),
     ]
 }
 

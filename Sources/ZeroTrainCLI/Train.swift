@@ -64,6 +64,8 @@ struct Train: ParsableCommand {
     @Option(help: "Read settings from a JSON file (our keys, listed in docs/configuration.md, or a DeepSpeed config); flags override it.")
     var config: String?
     @Option(parsing: .unconditional, help: "Run N ranks as threads in this process (no MPI), 1 to 1024.") var simulate: String?
+    @Flag(help: "On --resume, continue even though an option that changes the math, or the data, differs from the checkpoint's.")
+    var allowConfigChange = false
 
     /// The table's options given on this command line, with their text ("true" for a switch),
     /// read from the @Option properties by name.
@@ -76,13 +78,29 @@ struct Train: ParsableCommand {
         }
     }
 
-    func buildConfig() throws -> TrainingConfig {
+    /// The run's configuration: the checkpoint's on --resume (else the defaults), then the
+    /// --config file, then the flags given. A resume that would compute something else than
+    /// the run it continues is refused, listing the differences, unless --allow-config-change.
+    func buildConfig(ranks: Int = 1) throws -> TrainingConfig {
         var c = TrainingConfig()
+        let saved = try resume.map { try Checkpoint.readManifest(Checkpoint.resolve(URL(fileURLWithPath: $0))) }
+        if let saved { c = saved.config }
         if let path = config { try ConfigFile.apply(URL(fileURLWithPath: path), to: &c) }
-        // An explicit --grad-accum replaces a G from the config file.
+        // An explicit --grad-accum replaces a G from the config file or the checkpoint.
         if gradAccum != nil { c.globalMicroBatches = nil }
         for (option, text) in givenOptions() { try option.set(&c, text: text, label: "--\(option.flag)") }
         try c.validate()
+        if let saved, let resume, !allowConfigChange {
+            var diffs = c.resumeDifferences(from: saved.config, savedRanks: saved.ranks, ranks: ranks)
+            if let before = saved.dataFingerprint {
+                let now = DataFingerprint(data: c.data)
+                if now.map(before.sameContent) != true { diffs.append("data \(before.summary) -> \(now?.summary ?? "\(c.data ?? "?") (unreadable)")") }
+            }
+            if !diffs.isEmpty {
+                throw ConfigError("--resume \(resume): this run would differ from the checkpoint's: \(diffs.joined(separator: "; ")); "
+                                  + "pass --allow-config-change to continue with the new values")
+            }
+        }
         return c
     }
 
@@ -90,8 +108,8 @@ struct Train: ParsableCommand {
         let c: TrainingConfig
         let ranks: Int?
         do {
-            c = try buildConfig()
             ranks = try simulate.map(parseRankCount)
+            c = try buildConfig(ranks: ranks ?? Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? "") ?? 1)
             try checkRunFits(c, simulatedRanks: ranks)
         } catch { fail(error) }
         var options = RunOptions()
