@@ -8,11 +8,10 @@ import Foundation
 public enum ConfigFile {
     public static func apply(_ url: URL, to config: inout TrainingConfig) throws {
         let path = url.path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ConfigError("config file not found: \(path)")
+        if let found = describeNonRegularFile(path) {
+            throw found.hasPrefix("nothing") ? ConfigError("config file not found: \(path)")
+                : ConfigError("config file \(path) is \(found); expected a JSON file")
         }
-        guard !isDirectory.boolValue else { throw ConfigError("config file \(path) is a directory; expected a JSON file") }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError("config file \(path) cannot be read (check its permissions)")
         }
@@ -155,5 +154,20 @@ public enum ConfigFile {
         default:
             throw ConfigError("\(file): scheduler type '\(type)' is not supported (WarmupCosineLR, WarmupLR)")
         }
+    }
+}
+
+/// What is at `path`, in plain words, when it is not a regular file (nil when it is one).
+public func describeNonRegularFile(_ path: String) -> String? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return errno == ENOENT ? "nothing (no such file)" : String(cString: strerror(errno)) }
+    switch st.st_mode & S_IFMT {
+    case S_IFREG: return nil
+    case S_IFDIR: return "a directory"
+    case S_IFIFO: return "a FIFO (named pipe)"
+    case S_IFCHR: return "a character device"
+    case S_IFBLK: return "a block device"
+    case S_IFSOCK: return "a socket"
+    default: return "not a regular file"
     }
 }

@@ -16,21 +16,6 @@ func checkRunFits(_ c: TrainingConfig, simulatedRanks: Int?) throws {
     try checkMemory(c, simulatedRanks: simulatedRanks)
 }
 
-/// What is at `path`, in plain words, when it is not a regular file.
-func describeNonRegularFile(_ path: String) -> String? {
-    var st = stat()
-    guard stat(path, &st) == 0 else { return errno == ENOENT ? "nothing (no such file)" : String(cString: strerror(errno)) }
-    switch st.st_mode & S_IFMT {
-    case S_IFREG: return nil
-    case S_IFDIR: return "a directory"
-    case S_IFIFO: return "a FIFO (named pipe)"
-    case S_IFCHR: return "a character device"
-    case S_IFBLK: return "a block device"
-    case S_IFSOCK: return "a socket"
-    default: return "not a regular file"
-    }
-}
-
 func checkInputFile(_ path: String, option: String, expected: String) throws {
     if let found = describeNonRegularFile(path) {
         throw ConfigError("\(option) \(path): expected \(expected), found \(found)")
@@ -47,25 +32,32 @@ func checkSaveDirectory(_ path: String) throws {
 }
 
 /// Refuses a run whose ranks on this machine would need more than its memory: one line
-/// instead of a failed allocation mid-start-up. GPT presets only (the MLP is small and fixed).
+/// instead of a failed allocation mid-start-up. GPT presets: the allocation plan the `memory`
+/// subcommand renders; the MLP: its activations (its parameters are small).
 func checkMemory(_ c: TrainingConfig, simulatedRanks: Int?) throws {
-    guard let gpt = GPTConfig.named(c.model), let machine = MemoryInput.machineMemoryBytes() else { return }
+    guard let machine = MemoryInput.machineMemoryBytes() else { return }
     let env = ProcessInfo.processInfo.environment
     let ranks = simulatedRanks ?? Int(env["OMPI_COMM_WORLD_SIZE"] ?? "") ?? 1
     let local = simulatedRanks ?? Int(env["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1
-    let accumulation = (try? c.accumulationSteps(ranks: ranks)) ?? c.gradAccum
-    let run = RunConfiguration(
-        model: gpt, ranks: ranks, stage: c.stage.rawValue, microBatch: c.microBatch, sequenceLength: c.seqLen,
-        accumulationSteps: accumulation, precision: c.isBF16 ? .bf16 : .fp32,
-        optimizerBytesPerParameter: try optimizerBytesPerParameter(c.optimizer.rawValue),
-        backend: simulatedRanks == nil ? .mpi : .simulated)
-    let perRank = MemoryReport.runtimeEstimate(run, stage: c.stage.rawValue).totalBytes
+    let perRank: Int
+    if let gpt = GPTConfig.named(c.model) {
+        let run = RunConfiguration(
+            model: gpt, ranks: ranks, stage: c.stage.rawValue, microBatch: c.microBatch, sequenceLength: c.seqLen,
+            accumulationSteps: (try? c.accumulationSteps(ranks: ranks)) ?? c.gradAccum, precision: c.isBF16 ? .bf16 : .fp32,
+            optimizerBytesPerParameter: try optimizerBytesPerParameter(c.optimizer.rawValue),
+            backend: simulatedRanks == nil ? .mpi : .simulated)
+        perRank = MemoryReport.runtimeEstimate(run, stage: c.stage.rawValue).totalBytes
+    } else {
+        // The MLP as the trainer builds it (vocabulary 256, hidden widths 256 and 256).
+        perRank = MLP.activationBytes(vocabularySize: 256, hiddenWidths: [256, 256], batchSize: c.microBatch, sequenceLength: c.seqLen)
+    }
     let (need, overflow) = perRank.multipliedReportingOverflow(by: local)
     guard overflow || need > machine else { return }
     let gib = { (b: Int) in String(format: "%.1f GiB", Double(b) / Double(1 << 30)) }
     throw ConfigError("--micro-batch \(c.microBatch) x --seq-len \(c.seqLen) on \(c.model) needs \(overflow ? "more than 2^63 bytes" : gib(need)) "
                       + "for \(local) rank\(local == 1 ? "" : "s") on this machine, which has \(gib(machine)); "
-                      + "lower --micro-batch or --seq-len, or use a higher --stage or more machines (zero-train memory --model \(c.model))")
+                      + (c.model == .mlp ? "lower --micro-batch or --seq-len"
+                         : "lower --micro-batch or --seq-len, or use a higher --stage or more machines (zero-train memory --model \(c.model))"))
 }
 
 // The closed-set options parse as ArgumentParser arguments too (raw values, every case listed).

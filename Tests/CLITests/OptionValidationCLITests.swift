@@ -94,6 +94,7 @@ import ZeroEngine
         (["--grad-accum", "1e15"], "--grad-accum must be an integer from 1 to 1000000, not '1e15'"),
         (["--simulate", "4", "--micro-batch", "1000000", "--seq-len", "64"], "needs"),
         (["--simulate", "4", "--micro-batch", "4000", "--model", "gpt2-124m", "--seq-len", "1024"], "lower --micro-batch"),
+        (["--simulate", "1", "--model", "mlp", "--micro-batch", "100000", "--seq-len", "1000"], "needs 478.0 GiB for 1 rank on this machine"),
         (["--seq-len", "65"], "--seq-len must be at most gpt-tiny's context length 64"),
         (["--stage", "4"], "--stage must be 0, 1, 2 or 3, not '4'"),
         (["--optimizer", "adamx"], "adafactor"),
@@ -120,6 +121,8 @@ import ZeroEngine
         try Self.expectOneLineError(Self.base + ["--data", "/dev/null"], contains: "found a character device")
         try Self.expectOneLineError(Self.base + ["--init", dir.path], contains: "--init \(dir.path): expected a .safetensors file, found a directory")
         try Self.expectOneLineError(Self.base + ["--config", dir.path], contains: "config file \(dir.path) is a directory")
+        try Self.expectOneLineError(Self.base + ["--config", "/dev/null"], contains: "config file /dev/null is a character device; expected a JSON file")
+        try Self.expectOneLineError(Self.base + ["--config", dir.appendingPathComponent("none.json").path], contains: "config file not found")
         try Self.expectOneLineError(Self.base + ["--save", file.path], contains: "--save \(file.path): expected a directory, found a file")
     }
 
