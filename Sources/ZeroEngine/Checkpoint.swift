@@ -40,6 +40,8 @@ public struct CheckpointManifest: Codable, Sendable {
     /// The learning-rate schedule with its state (ReduceLROnPlateau's best, counters and rate);
     /// absent in older checkpoints.
     public var schedule: LearningRateScheduler? = nil
+    /// The data the run trained on (absent in older checkpoints); `--resume` compares it.
+    public var dataFingerprint: DataFingerprint? = nil
 }
 
 public enum Checkpoint {
@@ -125,15 +127,16 @@ extension Trainer {
                 }
                 files.append(.init(name: name, sha256: Checkpoint.sha256Hex(bytes), bytes: bytes.count))
             }
-            let manifest = CheckpointManifest(
+            var manifest = CheckpointManifest(
                 step: step, updatesApplied: updatesApplied, skippedSteps: skippedSteps, ranks: ranks,
-                stage: config.stage, config: config,
+                stage: config.stage.rawValue, config: config,
                 units: model.layout.units.enumerated().map { .init(name: $1.name, count: $1.count, padded: partition.paddedCounts[$0]) },
                 stateArrays: optimizers[0].state.map {
                     .init(name: $0.name, parametersPerBlock: $0.parametersPerBlock, bytesPerBlock: $0.bytesPerBlock,
                           replicated: $0.isReplicated ? true : nil)
                 },
                 supportsResharding: optimizers[0].supportsResharding, files: files, schedule: schedule)
+            manifest.dataFingerprint = DataFingerprint(data: config.data)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
@@ -167,7 +170,7 @@ extension Trainer {
         guard manifest.units.map(\.count) == partition.unitCounts else {
             throw ConfigError("checkpoint \(dir.path) does not match \(config.model)'s parameter layout")
         }
-        if (manifest.ranks != ranks || (manifest.stage == 0) != (config.stage == 0)) && !manifest.supportsResharding {
+        if (manifest.ranks != ranks || (manifest.stage == 0) != (config.stage == .zero)) && !manifest.supportsResharding {
             throw ConfigError("\(config.optimizer)'s state cannot be resharded: resume with \(manifest.ranks) ranks")
         }
 

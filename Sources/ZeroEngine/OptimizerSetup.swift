@@ -3,7 +3,7 @@ import ZeroOptim
 
 /// The optimizer a run's config asks for, with PyTorch's defaults for the rest.
 func optimizerConfig(_ c: TrainingConfig) -> OptimizerConfig {
-    let kind = OptimizerKind(rawValue: c.optimizer)!
+    let kind = c.optimizer
     var o = OptimizerConfig(kind: kind, learningRate: c.lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps,
                             weightDecay: c.weightDecay)
     if kind == .sgd { o.momentum = 0.9 }
@@ -15,29 +15,27 @@ func optimizerConfig(_ c: TrainingConfig) -> OptimizerConfig {
 func makeSchedule(_ c: TrainingConfig) throws -> LearningRateScheduler {
     var s: ScheduleConfig
     switch c.schedule {
-    case "warmup_cosine", "cosine":
+    case .warmupCosine, .cosine:
         s = .warmupCosine(baseLearningRate: c.lr, warmupSteps: min(c.warmup, c.steps - 1), totalSteps: c.steps,
                           floorRatio: c.minLR / c.lr)
-    case "warmup_constant":
+    case .warmupConstant:
         s = .warmupCosine(baseLearningRate: c.lr, warmupSteps: min(c.warmup, c.steps - 1), totalSteps: c.steps, floorRatio: 1)
-    case "constant":
+    case .constant:
         s = ScheduleConfig(kind: .constant, baseLearningRate: c.lr)
-    case "onecycle", "one_cycle":
+    case .onecycle, .oneCycle:
         s = ScheduleConfig(kind: .oneCycle, baseLearningRate: c.lr)
         s.maxLearningRate = c.lr
         s.totalSteps = c.steps
-    case "step":
+    case .step:
         s = ScheduleConfig(kind: .step, baseLearningRate: c.lr)
         s.stepSize = max(1, c.steps / 3)
-    case "cyclic":
+    case .cyclic:
         s = ScheduleConfig(kind: .cyclic, baseLearningRate: c.minLR)
         s.maxLearningRate = c.lr
         s.stepSizeUp = max(1, c.warmup)
-    case "plateau", "reduce_on_plateau":
+    case .plateau, .reduceOnPlateau:
         s = ScheduleConfig(kind: .reduceOnPlateau, baseLearningRate: c.lr)
         s.minLearningRate = c.minLR
-    default:
-        throw ConfigError("unknown schedule '\(c.schedule)' (warmup_cosine, warmup_constant, constant, onecycle, step, cyclic, plateau)")
     }
     do { try s.validate() } catch { throw ConfigError("\(error)") }
     return try LearningRateScheduler(s)

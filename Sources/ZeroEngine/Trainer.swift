@@ -66,7 +66,7 @@ public final class Trainer {
             let range = allocation.range(allocation.master, unit: u)
             let optimizer = try makeOptimizer(
                 optimizerConfig(config), count: range.count, decaySegments: decaySegments(unit: u, in: range),
-                parameterShapes: config.optimizer == "adafactor" ? parameterShapes(model.layout, unit: u) : nil,
+                parameterShapes: config.optimizer == .adafactor ? parameterShapes(model.layout, unit: u) : nil,
                 shardOffset: range.lowerBound, shardedAcrossRanks: !plan.fullMaster,
                 ledger: ledger)
             units.append(ShardedUnit(index: u, plan: allocation, optimizer: optimizer, slots: slots,

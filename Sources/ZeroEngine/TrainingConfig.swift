@@ -3,10 +3,11 @@ import ZeroModels
 import ZeroOptim
 
 /// Everything that defines a run. Ranks must agree on it (checked at start-up);
-/// the checkpoint manifest stores it.
+/// the checkpoint manifest stores it. Each field is declared once more, as an entry of
+/// `TrainingOption.all`, which gives its flag, config keys, JSON key, help and range.
 public struct TrainingConfig: Codable, Sendable, Equatable {
-    public var model = "gpt-small"
-    public var stage = 2
+    public var model = ModelName.gptSmall
+    public var stage = ZeroStage.two
     /// Optimizer steps in the whole run (a resumed run continues to this total).
     public var steps = 200
     /// Sequences per micro-batch (B).
@@ -19,15 +20,15 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var lr = 3e-3
     public var minLR = 3e-4
     public var warmup = 20
-    public var schedule = "warmup_cosine"
+    public var schedule = ScheduleName.warmupCosine
     public var weightDecay = 0.1
     public var beta1 = 0.9
     public var beta2 = 0.95
     public var eps = 1e-8
     /// Max global gradient norm; 0 disables clipping.
     public var clip = 1.0
-    public var optimizer = "adamw"
-    public var precision = "bf16"
+    public var optimizer = OptimizerKind.adamw
+    public var precision = PrecisionName.bf16
     public var data: String? = nil
     public var initFrom: String? = nil
     public var seed: UInt64 = 1337
@@ -44,10 +45,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// thread counts, which changes the bits; the determinism contract holds for one
     /// value across runs, so it is part of the config (default 1: one core per rank).
     public var blasThreads = 1
+    /// Progress line every N steps (rank 0).
+    public var logEvery = 1
 
     public init() {}
 
-    public var isBF16: Bool { precision == "bf16" }
+    public var isBF16: Bool { precision == .bf16 }
 
     /// Accumulation steps per rank for `ranks` ranks, validating G.
     public func accumulationSteps(ranks: Int) throws -> Int {
@@ -61,37 +64,26 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         return g / ranks
     }
 
-    /// Checks values that do not depend on the rank count.
+    /// Checks every option against its accepted range (`TrainingOption.all`), then the
+    /// relations between options. Values that do not depend on the rank count only.
     public func validate() throws {
-        guard GPTConfig.named(model) != nil || model.hasPrefix("mlp") else {
-            let names = GPTConfig.presets.map(\.name).joined(separator: ", ")
-            throw ConfigError("unknown model '\(model)' (known: \(names), mlp)")
-        }
-        guard (0...3).contains(stage) else { throw ConfigError("stage must be 0, 1, 2 or 3, not \(stage)") }
-        guard steps >= 1 else { throw ConfigError("--steps must be at least 1") }
-        guard microBatch >= 1, gradAccum >= 1 else { throw ConfigError("--micro-batch and --grad-accum must be at least 1") }
-        if let g = globalMicroBatches, g < 1 { throw ConfigError("--global-micro-batches must be at least 1") }
-        guard seqLen >= 1 else { throw ConfigError("--seq-len must be at least 1") }
+        for option in TrainingOption.all { try option.check(self) }
         if let gpt = GPTConfig.named(model), seqLen > gpt.contextLength {
-            throw ConfigError("--seq-len \(seqLen) exceeds \(model)'s context length \(gpt.contextLength)")
+            throw ConfigError("--seq-len must be at most \(model)'s context length \(gpt.contextLength), not \(seqLen)")
         }
-        guard ["bf16", "fp32"].contains(precision) else { throw ConfigError("--precision must be bf16 or fp32, not '\(precision)'") }
-        guard OptimizerKind(rawValue: optimizer) != nil else {
-            throw ConfigError("unknown optimizer '\(optimizer)' (known: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+        if [.warmupCosine, .cosine, .cyclic, .plateau, .reduceOnPlateau].contains(schedule) && minLR > lr {
+            throw ConfigError("--min-lr (\(minLR)) must be at most --lr (\(lr)) for the \(schedule) schedule; lower --min-lr too")
         }
-        guard lr > 0, lr.isFinite else { throw ConfigError("--lr must be positive") }
-        guard clip >= 0 else { throw ConfigError("--clip must be >= 0") }
-        guard keep >= 1 else { throw ConfigError("--keep must be at least 1") }
-        guard timeout > 0 else { throw ConfigError("--timeout must be positive") }
-        guard (1...256).contains(blasThreads) else { throw ConfigError("--blas-threads must be 1 to 256") }
         if saveEvery > 0 && save == nil { throw ConfigError("--save-every needs --save DIR") }
     }
 
     /// Canonical JSON (sorted keys), used for the consensus check and the manifest.
+    /// Never fails: non-finite numbers (refused by `validate`) are written as strings.
     public func canonicalJSON() -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        return try! encoder.encode(self)
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return (try? encoder.encode(self)) ?? Data()
     }
 
     /// Fields that must match for a resume to continue the same run bit for bit
@@ -102,6 +94,21 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if precision != other.precision { diffs.append("precision \(other.precision) vs \(precision)") }
         if optimizer != other.optimizer { diffs.append("optimizer \(other.optimizer) vs \(optimizer)") }
         return diffs
+    }
+}
+
+/// The JSON form comes from the option table: each option under its manifest key; absent
+/// keys keep their defaults (older manifests decode), unset optionals are omitted.
+extension TrainingConfig {
+    public init(from decoder: any Decoder) throws {
+        self.init()
+        let container = try decoder.container(keyedBy: OptionKey.self)
+        for option in TrainingOption.all { try option.decode(&self, container) }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: OptionKey.self)
+        for option in TrainingOption.all { try option.encode(self, &container) }
     }
 }
 

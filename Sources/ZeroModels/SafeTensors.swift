@@ -82,7 +82,16 @@ public struct SafeTensors: Sendable {
             guard let offAny = info["data_offsets"] as? [Any], let off = SafeTensors.integers(offAny), off.count == 2, off[0] >= 0, off[0] <= off[1] else {
                 throw fail("entry \"\(name)\" has malformed data_offsets")
             }
-            let count = shape.reduce(1, *)
+            // The byte count of the shape, nil when it overflows (a lying header: [2^40, 2^40]).
+            let bytes = shape.contains(0) ? 0 : shape.reduce(Optional(dtype.byteCount)) { b, d in
+                guard let b else { return nil }
+                let (p, overflow) = b.multipliedReportingOverflow(by: d)
+                return overflow ? nil : p
+            }
+            guard let bytes else {
+                throw fail("entry \"\(name)\" has shape \(shape), far larger than any file (its byte count overflows)")
+            }
+            let count = bytes / dtype.byteCount
             guard off[1] - off[0] == count * dtype.byteCount else {
                 throw fail("entry \"\(name)\" has \(off[1] - off[0]) bytes, but shape \(shape) of \(dtypeName) needs \(count * dtype.byteCount)")
             }

@@ -2,6 +2,7 @@ import Foundation
 import ZeroComm
 import ZeroEngine
 import ZeroMemory
+import ZeroOptim
 import ZeroTensor
 
 /// Runs `run`'s configuration for a few steps and returns every rank's measured peaks
@@ -9,14 +10,18 @@ import ZeroTensor
 /// are used; otherwise `run.ranks` simulated ranks.
 func measureRun(_ run: RunConfiguration, stage: Int, optimizer: String, steps: Int) throws -> MeasuredMemory? {
     var config = TrainingConfig()
-    config.model = run.model.name
-    config.stage = stage
+    guard let model = ModelName(rawValue: run.model.name), let zeroStage = ZeroStage(rawValue: stage),
+          let precision = PrecisionName(rawValue: run.precision.rawValue), let kind = OptimizerKind(rawValue: optimizer) else {
+        throw ConfigError("--measure runs \(ModelName.allCases.map(\.rawValue).joined(separator: ", ")) with a known optimizer, stage 0-3")
+    }
+    config.model = model
+    config.stage = zeroStage
     config.steps = max(1, steps)
     config.microBatch = run.microBatch
     config.seqLen = run.sequenceLength
     config.gradAccum = run.accumulationSteps
-    config.precision = run.precision.rawValue
-    config.optimizer = optimizer
+    config.precision = precision
+    config.optimizer = kind
     config.warmup = 0
     let categories = MemoryCategory.allCases
     let trainConfig = config

@@ -25,87 +25,130 @@ struct Train: ParsableCommand {
         """
     )
 
-    @Option(help: "Model: gpt-tiny, gpt-small, gpt-medium, gpt2-124m, mlp.") var model: String?
-    @Option(help: "ZeRO stage: 0 (data parallel), 1 (shard optimizer state), 2 (+gradients), 3 (+parameters).") var stage: Int?
-    @Option(help: "Total optimizer steps of the run (a resumed run continues to this total).") var steps: Int?
-    @Option(help: "Sequences per micro-batch (B).") var microBatch: Int?
-    @Option(help: "Micro-batches each rank accumulates per step (A); G = ranks x A.") var gradAccum: Int?
-    @Option(help: "Micro-batches per step over all ranks (G); overrides --grad-accum.") var globalMicroBatches: Int?
-    @Option(help: "Tokens per sequence (T).") var seqLen: Int?
-    @Option(help: "Peak learning rate.") var lr: Double?
-    @Option(help: "Learning-rate floor of the cosine schedule.") var minLr: Double?
-    @Option(help: "Linear warm-up steps.") var warmup: Int?
-    @Option(help: "LR schedule: warmup_cosine, constant, warmup_constant, onecycle, step, cyclic.") var schedule: String?
-    @Option(help: "Decoupled weight decay (matrices only; biases and norms are not decayed).") var weightDecay: Double?
-    @Option(help: "Adam beta1.") var beta1: Double?
-    @Option(help: "Adam beta2.") var beta2: Double?
-    @Option(help: "Adam epsilon.") var eps: Double?
-    @Option(help: "Clip the global gradient norm to this value (0 disables).") var clip: Double?
-    @Option(help: "Optimizer: adamw, adam, sgd, adagrad, rmsprop, lion, adamw8bit.") var optimizer: String?
-    @Option(help: "bf16 (bf16 working weights and gradients, fp32 master and moments) or fp32.") var precision: String?
-    @Option(help: "Training data: a text file (bytes) or an llm.c .bin token shard. Default: the embedded corpus.") var data: String?
-    @Option(name: .customLong("init"), help: "Initial weights from a Hugging Face GPT-2 .safetensors file.") var initFrom: String?
-    @Option(help: "Seed for initialization and data order.") var seed: UInt64?
-    @Option(help: "Save sharded checkpoints under DIR.") var save: String?
-    @Option(help: "Save every N steps (and at the end).") var saveEvery: Int?
-    @Option(help: "Keep the newest K checkpoints.") var keep: Int?
+    // One @Option per entry of TrainingOption.all, named after its flag (a test checks they
+    // agree). Values arrive as text and are parsed and range-checked by the table, exactly
+    // like the same key in a --config file; unconditional parsing hands "-1" to the table.
+    @Option(parsing: .unconditional, help: .option("model")) var model: String?
+    @Option(parsing: .unconditional, help: .option("stage")) var stage: String?
+    @Option(parsing: .unconditional, help: .option("steps")) var steps: String?
+    @Option(parsing: .unconditional, help: .option("micro-batch")) var microBatch: String?
+    @Option(parsing: .unconditional, help: .option("grad-accum")) var gradAccum: String?
+    @Option(parsing: .unconditional, help: .option("global-micro-batches")) var globalMicroBatches: String?
+    @Option(parsing: .unconditional, help: .option("seq-len")) var seqLen: String?
+    @Option(parsing: .unconditional, help: .option("lr")) var lr: String?
+    @Option(parsing: .unconditional, help: .option("min-lr")) var minLr: String?
+    @Option(parsing: .unconditional, help: .option("warmup")) var warmup: String?
+    @Option(parsing: .unconditional, help: .option("schedule")) var schedule: String?
+    @Option(parsing: .unconditional, help: .option("weight-decay")) var weightDecay: String?
+    @Option(parsing: .unconditional, help: .option("beta1")) var beta1: String?
+    @Option(parsing: .unconditional, help: .option("beta2")) var beta2: String?
+    @Option(parsing: .unconditional, help: .option("eps")) var eps: String?
+    @Option(parsing: .unconditional, help: .option("clip")) var clip: String?
+    @Option(parsing: .unconditional, help: .option("optimizer")) var optimizer: String?
+    @Option(parsing: .unconditional, help: .option("precision")) var precision: String?
+    @Option(parsing: .unconditional, help: .option("data")) var data: String?
+    @Option(name: .customLong("init"), parsing: .unconditional, help: .option("init")) var initFrom: String?
+    @Option(parsing: .unconditional, help: .option("seed")) var seed: String?
+    @Option(parsing: .unconditional, help: .option("save")) var save: String?
+    @Option(parsing: .unconditional, help: .option("save-every")) var saveEvery: String?
+    @Option(parsing: .unconditional, help: .option("keep")) var keep: String?
+    @Option(parsing: .unconditional, help: .option("max-skips")) var maxSkips: String?
+    @Flag(help: .option("error-if-nonfinite")) var errorIfNonfinite = false
+    @Option(parsing: .unconditional, help: .option("timeout")) var timeout: String?
+    @Option(parsing: .unconditional, help: .option("blas-threads")) var blasThreads: String?
+    @Option(parsing: .unconditional, help: .option("log-every")) var logEvery: String?
+
+    // Options of this invocation, not of the run's configuration.
     @Option(help: "Resume from a checkpoint directory (or a save root: the newest complete one).") var resume: String?
     @Option(help: "Write one JSON object per step to FILE.jsonl (rank 0).") var metrics: String?
-    @Option(help: "Read settings from a JSON file (our keys or a DeepSpeed config); flags override it.") var config: String?
-    @Option(help: "Run N ranks as threads in this process (no MPI).") var simulate: Int?
-    @Option(help: "Seconds a collective waits for the other ranks before the job aborts.") var timeout: Double?
-    @Option(help: "Abort after this many non-finite steps in a row.") var maxSkips: Int?
-    @Option(help: "OpenBLAS threads per rank (default 1). Bits are identical across rank counts only for the same value.") var blasThreads: Int?
-    @Flag(help: "Stop with an error on a non-finite gradient norm instead of skipping the step.") var errorIfNonfinite = false
-    @Option(help: "Print a progress line every N steps.") var logEvery: Int = 1
+    @Option(help: "Read settings from a JSON file (our keys, listed in docs/configuration.md, or a DeepSpeed config); flags override it.")
+    var config: String?
+    @Option(parsing: .unconditional, help: "Run N ranks as threads in this process (no MPI), 1 to 1024.") var simulate: String?
+    @Flag(help: "On --resume, continue even though an option that changes the math, or the data, differs from the checkpoint's.")
+    var allowConfigChange = false
 
-    func buildConfig() throws -> TrainingConfig {
+    /// The table's options given on this command line, with their text ("true" for a switch),
+    /// read from the @Option properties by name.
+    func givenOptions() -> [(TrainingOption, String)] {
+        Mirror(reflecting: self).children.compactMap { child in
+            guard let label = child.label, let option = TrainingOption.matching(property: label) else { return nil }
+            if let o = child.value as? Option<String?>, let text = o.wrappedValue { return (option, text) }
+            if let f = child.value as? Flag<Bool>, f.wrappedValue { return (option, "true") }
+            return nil
+        }
+    }
+
+    /// The run's configuration: the checkpoint's on --resume (else the defaults), then the
+    /// --config file, then the flags given. A resume that would compute something else than
+    /// the run it continues is refused, listing the differences, unless --allow-config-change.
+    func buildConfig(ranks: Int = 1) throws -> TrainingConfig {
         var c = TrainingConfig()
+        let saved = try resume.map { try Checkpoint.readManifest(Checkpoint.resolve(URL(fileURLWithPath: $0))) }
+        if let saved { c = saved.config }
         if let path = config { try ConfigFile.apply(URL(fileURLWithPath: path), to: &c) }
-        if let v = model { c.model = v }
-        if let v = stage { c.stage = v }
-        if let v = steps { c.steps = v }
-        if let v = microBatch { c.microBatch = v }
-        if let v = gradAccum { c.gradAccum = v; c.globalMicroBatches = nil }
-        if let v = globalMicroBatches { c.globalMicroBatches = v }
-        if let v = seqLen { c.seqLen = v }
-        if let v = lr { c.lr = v }
-        if let v = minLr { c.minLR = v }
-        if let v = warmup { c.warmup = v }
-        if let v = schedule { c.schedule = v }
-        if let v = weightDecay { c.weightDecay = v }
-        if let v = beta1 { c.beta1 = v }
-        if let v = beta2 { c.beta2 = v }
-        if let v = eps { c.eps = v }
-        if let v = clip { c.clip = v }
-        if let v = optimizer { c.optimizer = v }
-        if let v = precision { c.precision = v }
-        if let v = data { c.data = v }
-        if let v = initFrom { c.initFrom = v }
-        if let v = seed { c.seed = v }
-        if let v = save { c.save = v }
-        if let v = saveEvery { c.saveEvery = v }
-        if let v = keep { c.keep = v }
-        if let v = timeout { c.timeout = v }
-        if let v = maxSkips { c.maxSkips = v }
-        if let v = blasThreads { c.blasThreads = v }
-        if errorIfNonfinite { c.errorIfNonfinite = true }
+        // An explicit --grad-accum replaces a G from the config file or the checkpoint.
+        if gradAccum != nil { c.globalMicroBatches = nil }
+        for (option, text) in givenOptions() { try option.set(&c, text: text, label: "--\(option.flag)") }
         try c.validate()
+        if let saved, let resume, !allowConfigChange {
+            var diffs = c.resumeDifferences(from: saved.config, savedRanks: saved.ranks, ranks: ranks)
+            if let before = saved.dataFingerprint {
+                let now = DataFingerprint(data: c.data)
+                if now.map(before.sameContent) != true { diffs.append("data \(before.summary) -> \(now?.summary ?? "\(c.data ?? "?") (unreadable)")") }
+            }
+            if !diffs.isEmpty {
+                throw ConfigError("--resume \(resume): this run would differ from the checkpoint's: \(diffs.joined(separator: "; ")); "
+                                  + "pass --allow-config-change to continue with the new values")
+            }
+        }
         return c
     }
 
     func run() throws {
         let c: TrainingConfig
-        do { c = try buildConfig() } catch { fail(error) }
+        let ranks: Int?
+        do {
+            ranks = try simulate.map(parseRankCount)
+            c = try buildConfig(ranks: ranks ?? Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? "") ?? 1)
+            try checkRunFits(c, simulatedRanks: ranks)
+        } catch { fail(error) }
         var options = RunOptions()
         options.resume = resume.map { URL(fileURLWithPath: $0) }
         options.metricsPath = metrics
-        options.logEvery = logEvery
+        options.logEvery = c.logEvery
         options.log = { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
         let runOptions = options
-        runOnRanks(simulate: simulate, timeout: c.timeout) { comm in
+        runOnRanks(simulate: ranks, timeout: c.timeout) { comm in
             _ = try runTraining(config: c, communicator: comm, options: runOptions)
         }
+    }
+}
+
+/// `--simulate N`: 1 to 1024 ranks, and not inside an MPI job (every MPI rank would run its
+/// own N-rank job into the same files).
+func parseRankCount(_ text: String) throws -> Int {
+    guard let n = Int(text), (1...1024).contains(n) else { throw ConfigError("--simulate must be an integer from 1 to 1024, not '\(text)'") }
+    if let size = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? ProcessInfo.processInfo.environment["PMI_SIZE"],
+       let ranks = Int(size), ranks > 1 {
+        throw ConfigError("--simulate cannot run under mpirun (this job has \(ranks) MPI ranks): use one or the other")
+    }
+    return n
+}
+
+extension TrainingOption {
+    /// The option a CLI property stands for: its name is the flag in camel case ("_minLr" for
+    /// min-lr) or the config field's name ("_initFrom" for init).
+    static func matching(property label: String) -> TrainingOption? {
+        let squash = { (s: String) in s.lowercased().filter { $0.isLetter || $0.isNumber } }
+        let name = squash(label)
+        return all.first { squash($0.flag) == name || squash($0.manifestKey) == name }
+    }
+}
+
+extension ArgumentHelp {
+    /// Help of a table option, listing every accepted value.
+    static func option(_ flag: String) -> ArgumentHelp {
+        ArgumentHelp(TrainingOption.named(flag)?.help ?? "(not in the option table)")
     }
 }
 
@@ -114,7 +157,8 @@ struct Train: ParsableCommand {
 /// A failure on any rank ends the whole job with one line and a non-zero exit.
 @discardableResult
 func runOnRanks<T: Sendable>(simulate: Int?, timeout: Double, _ body: @escaping @Sendable (any Communicator) throws -> T) -> [T] {
-    let limit = Duration.milliseconds(Int(timeout * 1000))
+    // Validation keeps timeout within (0, 1e9] s; the clamp keeps other callers from trapping.
+    let limit = Duration.milliseconds(Int(min(max(timeout, 0.001), 1e9) * 1000))
     if let n = simulate {
         guard n >= 1 && n <= 1024 else { fail(ConfigError("--simulate takes 1 to 1024 ranks")) }
         do { return try SimulatedCluster.run(ranks: n, timeout: limit, body) } catch { fail(error) }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct ZeroTrain: ParsableCommand {
@@ -15,6 +16,22 @@ struct ZeroTrain: ParsableCommand {
         subcommands: [Train.self, Bench.self, Memory.self, Export.self, SelfTestComm.self],
         defaultSubcommand: Train.self
     )
+
+    /// Argument errors in one line ("zero-train: error: ...", AP's exit code) instead of the
+    /// message, the usage and a pointer to --help; --help itself prints as usual.
+    static func main() {
+        var command: any ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            FileHandle.standardError.write(Data("zero-train: error: \(message)\n".utf8))
+            Foundation.exit(code.rawValue)
+        }
+        do { try command.run() } catch { exit(withError: error) }
+    }
 }
 
 struct Bench: ParsableCommand {

@@ -16,7 +16,7 @@ import ZeroTensor
             var config = tinyConfig(stage: stage)
             config.globalMicroBatches = nil
             config.gradAccum = accumulation
-            config.precision = precision
+            config.precision = PrecisionName(rawValue: precision)!
             let train = config
             let results = try SimulatedCluster.run(ranks: ranks) { comm -> [String] in
                 let ledger = MemoryLedger()

@@ -71,7 +71,7 @@ import ZeroEngine
         // A checkpoint of another model.
         try good.write(to: shard)
         var other = more
-        other.model = "gpt-small"
+        other.model = .gptSmall
         other.seqLen = 32
         do { _ = try simulate(other, ranks: 2, resume: dir); Issue.record("resumed another model") } catch {
             #expect("\(error)".contains("another run"))
@@ -86,10 +86,16 @@ import ZeroEngine
 
 @Suite struct ConfigTests {
     @Test func badValuesGetOneClearLine() throws {
-        var c = tinyConfig(stage: 4)
-        #expect(throws: ConfigError.self) { try c.validate() }
-        c = tinyConfig(stage: 1); c.model = "gpt-huge"
-        do { try c.validate(); Issue.record("accepted gpt-huge") } catch { #expect("\(error)".contains("unknown model 'gpt-huge'")) }
+        var c = tinyConfig(stage: 1)
+        do { try TrainingOption.named("stage")!.set(&c, text: "4", label: "--stage"); Issue.record("accepted stage 4") } catch {
+            #expect("\(error)" == "--stage must be 0, 1, 2 or 3, not '4'")
+        }
+        do { try TrainingOption.named("model")!.set(&c, text: "gpt-huge", label: "--model"); Issue.record("accepted gpt-huge") } catch {
+            #expect("\(error)" == "--model must be gpt-tiny, gpt-small, gpt-medium, gpt2-124m or mlp, not 'gpt-huge'")
+        }
+        c.beta1 = 1.5
+        do { try c.validate(); Issue.record("accepted beta1 1.5") } catch { #expect("\(error)" == "--beta1 must be a number in [0, 1), not 1.5") }
+        c = tinyConfig(stage: 1)
         c = tinyConfig(stage: 1, globalMicroBatches: 2)
         #expect(throws: ConfigError.self) { _ = try c.accumulationSteps(ranks: 4) }
         c = tinyConfig(stage: 1, globalMicroBatches: 6)
@@ -108,9 +114,9 @@ import ZeroEngine
         """.utf8).write(to: ds)
         var c = TrainingConfig()
         try ConfigFile.apply(ds, to: &c)
-        #expect(c.microBatch == 4 && c.gradAccum == 2 && c.clip == 0.5 && c.stage == 3)
-        #expect(c.lr == 0.0006 && c.beta2 == 0.99 && c.weightDecay == 0.05 && c.optimizer == "adamw")
-        #expect(c.steps == 100 && c.warmup == 10 && c.precision == "bf16")
+        #expect(c.microBatch == 4 && c.gradAccum == 2 && c.clip == 0.5 && c.stage == .three)
+        #expect(c.lr == 0.0006 && c.beta2 == 0.99 && c.weightDecay == 0.05 && c.optimizer == .adamw)
+        #expect(c.steps == 100 && c.warmup == 10 && c.precision == .bf16)
 
         let bad = dir.appendingPathComponent("bad.json")
         try Data(#"{"stage": 2, "offload_optimizer": {"device": "cpu"}, "flops_profiler": {}}"#.utf8).write(to: bad)
@@ -125,7 +131,7 @@ import ZeroEngine
     @Test func adafactorResumesAndReshardsBitIdentically() throws {
         func config(_ stage: Int, steps: Int) -> TrainingConfig {
             var c = tinyConfig(stage: stage, globalMicroBatches: 4, steps: steps)
-            c.optimizer = "adafactor"
+            c.optimizer = .adafactor
             return c
         }
         let straight = try simulate(config(2, steps: 4), ranks: 2)
@@ -144,7 +150,7 @@ import ZeroEngine
     @Test func plateauStateResumes() throws {
         func config(steps: Int) -> TrainingConfig {
             var c = tinyConfig(stage: 1, globalMicroBatches: 2, steps: steps)
-            c.schedule = "reduce_on_plateau"
+            c.schedule = .reduceOnPlateau
             return c
         }
         let straight = try simulate(config(steps: 5), ranks: 2)

@@ -89,8 +89,8 @@ func referenceTree(_ xs: ArraySlice<Float>) -> Float {
     }
 
     @Test func fp32ModeIsAlsoStageIndependent() throws {
-        var c0 = tinyConfig(stage: 0, globalMicroBatches: 4, steps: 2); c0.precision = "fp32"
-        var c3 = c0; c3.stage = 3
+        var c0 = tinyConfig(stage: 0, globalMicroBatches: 4, steps: 2); c0.precision = .fp32
+        var c3 = c0; c3.stage = .three
         let a = try simulate(c0, ranks: 1), b = try simulate(c3, ranks: 4)
         #expect(bits(a.losses) == bits(b.losses))
         #expect(a.paramsSHA256 == b.paramsSHA256)
@@ -115,7 +115,7 @@ struct SplitMix {
     @Test func adafactorStagesAndRankCountsAgreeBitForBit() throws {
         func config(_ stage: Int) -> TrainingConfig {
             var c = tinyConfig(stage: stage, globalMicroBatches: 4, steps: 2)
-            c.optimizer = "adafactor"
+            c.optimizer = .adafactor
             c.weightDecay = 0.01
             return c
         }

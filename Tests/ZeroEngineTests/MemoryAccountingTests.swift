@@ -15,7 +15,7 @@ import ZeroTensor
             var config = tinyConfig(stage: stage, steps: 2)
             config.globalMicroBatches = nil
             config.gradAccum = accumulation
-            config.precision = precision
+            config.precision = PrecisionName(rawValue: precision)!
             let ledgers = (0..<ranks).map { _ in MemoryLedger() }
             var options = RunOptions()
             options.log = { _ in }

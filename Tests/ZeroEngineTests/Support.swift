@@ -5,8 +5,8 @@ import ZeroEngine
 /// A small, fast run of gpt-tiny: G micro-batches of 2 x 32 tokens per step.
 func tinyConfig(stage: Int, globalMicroBatches: Int = 8, steps: Int = 3) -> TrainingConfig {
     var c = TrainingConfig()
-    c.model = "gpt-tiny"
-    c.stage = stage
+    c.model = .gptTiny
+    c.stage = ZeroStage(rawValue: stage)!
     c.steps = steps
     c.microBatch = 2
     c.seqLen = 32

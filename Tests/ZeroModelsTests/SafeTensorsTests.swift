@@ -73,6 +73,7 @@ func rawSafeTensors(header: String, data: [UInt8], declaredLength: UInt64? = nil
         ("outside", rawSafeTensors(header: #"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: Array(repeating: 0, count: 8)), "cover 16 data bytes but the file holds 8"),
         ("offsets", rawSafeTensors(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}}"#, data: []), "malformed data_offsets"),
         ("metadata", rawSafeTensors(header: #"{"__metadata__":{"k":1}}"#, data: []), "is not a string"),
+        ("overflow", rawSafeTensors(header: #"{"a":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)), "its byte count overflows"),
     ]
 
     @Test(arguments: invalid.indices)

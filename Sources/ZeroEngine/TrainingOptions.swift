@@ -1,0 +1,233 @@
+import Foundation
+
+/// The one declaration of every training option: its flag, its config-file keys, its key in
+/// the checkpoint manifest, its help and what it accepts. The CLI's flags, `--config`
+/// parsing, `TrainingConfig`'s Codable form (the manifest) and validation all read this
+/// table, so an option is added in one place (plus its `@Option` line, which a test checks).
+public struct TrainingOption: Sendable {
+    /// The flag without its dashes ("micro-batch").
+    public let flag: String
+    /// Keys accepted in a `--config` JSON file (ours first, then DeepSpeed's spelling if any).
+    public let configKeys: [String]
+    /// Key in `TrainingConfig`'s JSON (the manifest and the ranks' consensus check).
+    public let manifestKey: String
+    /// One sentence: what the option does.
+    public let summary: String
+    /// What it accepts, as a phrase that completes "--flag must be ...".
+    public let accepts: String
+    /// Every accepted value, for closed sets.
+    public let choices: [String]?
+    /// A switch on the command line (`--error-if-nonfinite`), true or false in a config file.
+    public let isSwitch: Bool
+    /// Changing it on `--resume` changes what the run computes (refused without
+    /// `--allow-config-change`); false for bookkeeping (where to save, how long to wait) and
+    /// for what a resume may change by design (stage, steps).
+    public let changesMath: Bool
+
+    let setText: @Sendable (inout TrainingConfig, String) -> Bool
+    let setJSON: @Sendable (inout TrainingConfig, ConfigJSON) -> Bool
+    let isValid: @Sendable (TrainingConfig) -> Bool
+    let current: @Sendable (TrainingConfig) -> String?
+    let encode: @Sendable (TrainingConfig, inout KeyedEncodingContainer<OptionKey>) throws -> Void
+    let decode: @Sendable (inout TrainingConfig, KeyedDecodingContainer<OptionKey>) throws -> Void
+
+    /// Sets the option from command-line text; `label` names the source in the error ("--lr").
+    public func set(_ config: inout TrainingConfig, text: String, label: String) throws {
+        guard setText(&config, text) else { throw ConfigError("\(label) must be \(accepts), not '\(text)'") }
+    }
+
+    /// Sets the option from a config file's value; `label` names the source ("ds.json: 'lr'").
+    public func set(_ config: inout TrainingConfig, json: ConfigJSON, label: String) throws {
+        guard setJSON(&config, json) else { throw ConfigError("\(label) must be \(accepts), not \(json.text)") }
+    }
+
+    /// Throws when the config's value is outside what the option accepts.
+    public func check(_ config: TrainingConfig) throws {
+        guard isValid(config) else { throw ConfigError("--\(flag) must be \(accepts), not \(current(config) ?? "unset")") }
+    }
+
+    /// The config's value as a flag would spell it (nil when unset).
+    public func value(in config: TrainingConfig) -> String? { current(config) }
+
+    /// The `--help` text: summary, accepted values, default and config keys.
+    public var help: String {
+        var text = summary
+        if let choices { text += " One of: \(choices.joined(separator: ", "))." }
+        else if !isSwitch { text += " Accepts \(accepts)." }
+        if let d = value(in: TrainingConfig()), !isSwitch { text += " Default: \(d)." }
+        return text
+    }
+
+    public static func named(_ flag: String) -> TrainingOption? { all.first { $0.flag == flag } }
+    public static func forConfigKey(_ key: String) -> TrainingOption? { all.first { $0.configKeys.contains(key) } }
+}
+
+/// What an option accepts: a test and the phrase that names it in help and error lines.
+public struct Accepted<Value: OptionValue>: Sendable {
+    public let phrase: String
+    let test: @Sendable (Value) -> Bool
+    public init(_ phrase: String, _ test: @escaping @Sendable (Value) -> Bool) { self.phrase = phrase; self.test = test }
+}
+
+extension Accepted where Value == Int {
+    static func from(_ low: Int, to high: Int) -> Accepted { Accepted("an integer from \(low) to \(high)") { (low...high).contains($0) } }
+}
+
+extension Accepted where Value == Double {
+    static let positive = Accepted("a finite number > 0") { $0.isFinite && $0 > 0 }
+    static let nonNegative = Accepted("a finite number >= 0") { $0.isFinite && $0 >= 0 }
+    static let belowOne = Accepted("a number in [0, 1)") { $0 >= 0 && $0 < 1 }
+}
+
+extension Accepted where Value: ChoiceValue {
+    /// Any case: "bf16 or fp32", "0, 1, 2 or 3".
+    static var anyCase: Accepted {
+        let names = Value.allCases.map(\.optionText)
+        let phrase = names.count == 1 ? names[0] : names.dropLast().joined(separator: ", ") + " or " + names.last!
+        return Accepted(phrase) { _ in true }
+    }
+}
+
+extension Accepted where Value == String {
+    static let path = Accepted("a non-empty path") { !$0.isEmpty }
+}
+
+extension Accepted where Value == UInt64 {
+    static let any = Accepted("an integer from 0 to \(UInt64.max)") { _ in true }
+}
+
+extension Accepted where Value == Bool {
+    static let any = Accepted("true or false") { _ in true }
+}
+
+struct OptionKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ s: String) { stringValue = s }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+extension TrainingOption {
+    /// An option stored in a non-optional field.
+    static func option<V: OptionValue>(
+        _ flag: String, _ path: WritableKeyPath<TrainingConfig, V> & Sendable, manifest: String, keys: [String]? = nil,
+        math: Bool = true, _ accepted: Accepted<V>, _ summary: String
+    ) -> TrainingOption {
+        let key = OptionKey(manifest)
+        return TrainingOption(
+            flag: flag, configKeys: keys ?? [flag.replacingOccurrences(of: "-", with: "_")], manifestKey: manifest,
+            summary: summary, accepts: accepted.phrase, choices: (V.self as? any ChoiceValue.Type).map { choiceNames($0) },
+            isSwitch: V.self == Bool.self, changesMath: math,
+            setText: { c, text in
+                guard let v = V(optionText: text), accepted.test(v) else { return false }
+                c[keyPath: path] = v; return true
+            },
+            setJSON: { c, json in
+                guard let v = V(json: json), accepted.test(v) else { return false }
+                c[keyPath: path] = v; return true
+            },
+            isValid: { accepted.test($0[keyPath: path]) },
+            current: { $0[keyPath: path].optionText },
+            encode: { c, container in try container.encode(c[keyPath: path], forKey: key) },
+            decode: { c, container in
+                if let v = try container.decodeIfPresent(V.self, forKey: key) { c[keyPath: path] = v }
+            })
+    }
+
+    /// An option stored in an optional field (absent means unset).
+    static func option<V: OptionValue>(
+        _ flag: String, _ path: WritableKeyPath<TrainingConfig, V?> & Sendable, manifest: String, keys: [String]? = nil,
+        math: Bool = true, _ accepted: Accepted<V>, _ summary: String
+    ) -> TrainingOption {
+        let key = OptionKey(manifest)
+        return TrainingOption(
+            flag: flag, configKeys: keys ?? [flag.replacingOccurrences(of: "-", with: "_")], manifestKey: manifest,
+            summary: summary, accepts: accepted.phrase, choices: nil, isSwitch: false, changesMath: math,
+            setText: { c, text in
+                guard let v = V(optionText: text), accepted.test(v) else { return false }
+                c[keyPath: path] = v; return true
+            },
+            setJSON: { c, json in
+                guard let v = V(json: json), accepted.test(v) else { return false }
+                c[keyPath: path] = v; return true
+            },
+            isValid: { c in c[keyPath: path].map(accepted.test) ?? true },
+            current: { $0[keyPath: path]?.optionText },
+            encode: { c, container in try container.encodeIfPresent(c[keyPath: path], forKey: key) },
+            decode: { c, container in
+                if let v = try container.decodeIfPresent(V.self, forKey: key) { c[keyPath: path] = v }
+            })
+    }
+
+    private static func choiceNames<C: ChoiceValue>(_: C.Type) -> [String] { C.allCases.map(\.optionText) }
+}
+
+extension TrainingOption {
+    /// Every option of a training run, in `--help` order.
+    public static let all: [TrainingOption] = [
+        option("model", \.model, manifest: "model", .anyCase, "Model preset."),
+        option("stage", \.stage, manifest: "stage", math: false, .anyCase,
+               "ZeRO stage: 0 (data parallel), 1 (shard optimizer state), 2 (+gradients), 3 (+parameters)."),
+        option("steps", \.steps, manifest: "steps", math: false, .from(1, to: 1_000_000_000),
+               "Total optimizer steps of the run (a resumed run continues to this total)."),
+        option("micro-batch", \.microBatch, manifest: "microBatch", keys: ["micro_batch", "train_micro_batch_size_per_gpu"],
+               .from(1, to: 1_000_000), "Sequences per micro-batch (B)."),
+        option("grad-accum", \.gradAccum, manifest: "gradAccum", keys: ["grad_accum", "gradient_accumulation_steps"], math: false,
+               .from(1, to: 1_000_000), "Micro-batches each rank accumulates per step (A); G = ranks x A."),
+        option("global-micro-batches", \.globalMicroBatches, manifest: "globalMicroBatches", math: false, .from(1, to: 1_000_000),
+               "Micro-batches per step over all ranks (G); overrides --grad-accum."),
+        option("seq-len", \.seqLen, manifest: "seqLen", .from(1, to: 1_000_000),
+               "Tokens per sequence (T), at most the model's context length."),
+        option("lr", \.lr, manifest: "lr", .positive, "Peak learning rate."),
+        option("min-lr", \.minLR, manifest: "minLR", .nonNegative,
+               "Learning-rate floor of the cosine, cyclic and plateau schedules (at most --lr)."),
+        option("warmup", \.warmup, manifest: "warmup", .from(0, to: 1_000_000_000), "Linear warm-up steps."),
+        option("schedule", \.schedule, manifest: "schedule", .anyCase,
+               "LR schedule (cosine = warmup_cosine, onecycle = one_cycle, plateau = reduce_on_plateau)."),
+        option("weight-decay", \.weightDecay, manifest: "weightDecay", .nonNegative,
+               "Decoupled weight decay (matrices only; biases and norms are not decayed)."),
+        option("beta1", \.beta1, manifest: "beta1", .belowOne, "Adam beta1."),
+        option("beta2", \.beta2, manifest: "beta2", .belowOne, "Adam beta2."),
+        option("eps", \.eps, manifest: "eps", .positive, "Adam epsilon."),
+        option("clip", \.clip, manifest: "clip", keys: ["clip", "gradient_clipping"], .nonNegative,
+               "Clip the global gradient norm to this value; 0 disables clipping (inf is refused: use 0)."),
+        option("optimizer", \.optimizer, manifest: "optimizer", .anyCase, "Optimizer."),
+        option("precision", \.precision, manifest: "precision", .anyCase,
+               "bf16 (bf16 working weights and gradients, fp32 master and moments) or fp32."),
+        option("data", \.data, manifest: "data", math: false, .path,
+               "Training data: a text file (bytes) or an llm.c .bin token shard. Default: the embedded corpus."),
+        option("init", \.initFrom, manifest: "initFrom", math: false, .path, "Initial weights from a Hugging Face GPT-2 .safetensors file."),
+        option("seed", \.seed, manifest: "seed", .any, "Seed for initialization and data order."),
+        option("save", \.save, manifest: "save", math: false, .path, "Save sharded checkpoints under DIR."),
+        option("save-every", \.saveEvery, manifest: "saveEvery", math: false, .from(0, to: 1_000_000_000),
+               "Save every N steps (and at the end); 0: only at the end."),
+        option("keep", \.keep, manifest: "keep", math: false, .from(1, to: 1_000_000), "Keep the newest K checkpoints."),
+        option("max-skips", \.maxSkips, manifest: "maxSkips", math: false, .from(0, to: 1_000_000_000),
+               "Abort after this many non-finite steps in a row."),
+        option("error-if-nonfinite", \.errorIfNonfinite, manifest: "errorIfNonfinite", math: false, .any,
+               "Stop with an error on a non-finite gradient norm instead of skipping the step."),
+        option("timeout", \.timeout, manifest: "timeout", math: false,
+               Accepted("a number of seconds > 0 and <= 1e9") { $0 > 0 && $0 <= 1e9 },
+               "Seconds a collective waits for the other ranks before the job aborts."),
+        option("blas-threads", \.blasThreads, manifest: "blasThreads", .from(1, to: 256),
+               "OpenBLAS threads per rank. Bits are identical across rank counts only for the same value."),
+        option("log-every", \.logEvery, manifest: "logEvery", math: false, .from(0, to: 1_000_000_000),
+               "Print a progress line every N steps; 0: none (scripts)."),
+    ]
+}
+
+extension TrainingOption {
+    /// The option table as Markdown, for docs/configuration.md (a test keeps the two equal).
+    public static func markdownTable() -> String {
+        var lines = ["| Flag | Config keys | Manifest key | Accepts | Default | Meaning |", "|---|---|---|---|---|---|"]
+        for o in all {
+            let accepts = o.choices.map { $0.joined(separator: ", ") } ?? o.accepts
+            let defaultValue = o.isSwitch ? "off" : (o.value(in: TrainingConfig()) ?? "unset")
+            let cells = ["`--\(o.flag)`", o.configKeys.map { "`\($0)`" }.joined(separator: ", "), "`\(o.manifestKey)`",
+                         accepts, "`\(defaultValue)`", o.summary]
+            lines.append("| " + cells.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
