@@ -117,6 +117,9 @@ func runOnRanks<T: Sendable>(simulate: Int?, timeout: Double, _ body: @escaping 
     let limit = Duration.milliseconds(Int(timeout * 1000))
     if let n = simulate {
         guard n >= 1 && n <= 1024 else { fail(ConfigError("--simulate takes 1 to 1024 ranks")) }
+        if let world = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"], let size = Int(world), size > 1 {
+            fail(ConfigError("--simulate runs every rank in one process; under mpirun (\(size) processes) it would start \(size) separate jobs: drop --simulate or mpirun"))
+        }
         do { return try SimulatedCluster.run(ranks: n, timeout: limit, body) } catch { fail(error) }
     }
     let comm: MPICommunicator
@@ -126,7 +129,9 @@ func runOnRanks<T: Sendable>(simulate: Int?, timeout: Double, _ body: @escaping 
         comm.finalize()
         return [result]
     } catch {
-        if comm.size == 1 { comm.finalize(); fail(error) }
+        // One rank's failure aborts the job; a failure every rank met together (AgreedFailure)
+        // ends it cleanly, with rank 0's one line.
+        if comm.size == 1 || error is AgreedFailure { comm.finalize(); fail(error) }
         comm.abort("\(error)")
     }
 }
