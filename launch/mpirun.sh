@@ -3,8 +3,7 @@
 #   --allow-run-as-root only when root, --oversubscribe when ranks exceed cores,
 #   the ob1 PML (skips the slow UCX probe), no help-message aggregation (Open MPI 4.1's
 #   mpirun can hang aggregating several ranks' MPI_Abort messages), OpenBLAS pinned to one thread per rank
-#   so that ranks do not fight over cores, and 60 s between the SIGTERM mpirun forwards on
-#   Ctrl-C and its SIGKILL (the ranks finish the step and save a checkpoint; default 1 s).
+#   so that ranks do not fight over cores.
 # Multi-node: add --hostfile launch/hostfile (see launch/hostfile.example) and the TCP
 # options there; --oversubscribe is decided from this machine's cores only.
 # Usage: launch/mpirun.sh -n 4 [mpirun options] -- PROGRAM [ARGS...]
@@ -29,5 +28,5 @@ done
 cores=$(nproc)
 [ "$ranks" -gt "$cores" ] && opts+=(--oversubscribe)
 threads=$(( cores / ranks )); [ "$threads" -lt 1 ] && threads=1
-exec mpirun "${opts[@]}" --bind-to none --mca pml ob1 --mca orte_base_help_aggregate 0 --mca odls_base_sigkill_timeout 60 \
+exec mpirun "${opts[@]}" --bind-to none --mca pml ob1 --mca orte_base_help_aggregate 0 \
     -x OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-$threads}" "$@"

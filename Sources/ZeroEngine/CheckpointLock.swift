@@ -44,8 +44,16 @@ public final class SaveDirectoryLock: @unchecked Sendable {
         if fm.fileExists(atPath: root.path, isDirectory: &isDir) {
             guard isDir.boolValue else { throw ConfigError("--save \(root.path) is a file, not a directory") }
         } else {
-            do { try fm.createDirectory(at: root, withIntermediateDirectories: true) } catch {
-                throw ConfigError("--save \(root.path): cannot create the directory: \(underlyingReason(error))")
+            // mkdir one level at a time, for the errno of the level that fails.
+            var prefix = root.path.hasPrefix("/") ? "" : "."
+            for part in root.path.split(separator: "/") {
+                prefix += "/" + part
+                if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                    throw ConfigError("--save \(root.path): cannot create the directory \(prefix): \(errnoText())")
+                }
+            }
+            guard fm.fileExists(atPath: root.path, isDirectory: &isDir), isDir.boolValue else {
+                throw ConfigError("--save \(root.path): cannot create the directory (a part of the path is a file)")
             }
         }
         let probe = root.appendingPathComponent(".zero-train-probe-\(getpid())")

@@ -27,11 +27,10 @@ extension CheckpointManifest {
             throw bad("step \(step) in a directory named \(dir.lastPathComponent)")
         }
         guard !units.isEmpty else { throw bad("no parameter units") }
-        let padded = Partition(unitCounts: units.map { max(0, $0.count) }, ranks: ranks).paddedCounts
-        for (u, unit) in units.enumerated() {
-            guard unit.count >= 1, unit.padded == padded[u] else {
-                throw bad("unit \(u) (\(unit.name)) has \(unit.count) elements padded to \(unit.padded); \(ranks) ranks pad it to \(padded[u])")
-            }
+        // Padding may differ between versions (the alignment), but a padded unit must hold
+        // the unit and split evenly; the shards' sizes are checked against it below.
+        for (u, unit) in units.enumerated() where unit.count < 1 || unit.padded < unit.count || unit.padded % ranks != 0 {
+            throw bad("unit \(u) (\(unit.name)) has \(unit.count) elements padded to \(unit.padded), which \(ranks) ranks cannot share")
         }
         for state in stateArrays where state.parametersPerBlock < 1 || state.bytesPerBlock < 1
             || (state.replicated != true && Partition.alignment % state.parametersPerBlock != 0) {

@@ -103,6 +103,9 @@ struct Train: ParsableCommand {
         options.logEvery = logEvery
         options.log = { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
         let runOptions = options
+        if let n = simulate, n >= 1 {
+            do { try SimulationMemory.check(c, ranks: n) } catch { fail(error) }
+        }
         runOnRanks(simulate: simulate, timeout: c.timeout) { comm in
             _ = try runTraining(config: c, communicator: comm, options: runOptions)
         }
@@ -131,7 +134,8 @@ func runOnRanks<T: Sendable>(simulate: Int?, timeout: Double, _ body: @escaping 
     } catch {
         // One rank's failure aborts the job; a failure every rank met together (AgreedFailure)
         // ends it cleanly, with rank 0's one line.
-        if comm.size == 1 || error is AgreedFailure { comm.finalize(); fail(error) }
+        // (The line goes out before MPI_Finalize: an interrupted job may be killed in it.)
+        if comm.size == 1 || error is AgreedFailure { report(error); comm.finalize(); exit(1) }
         comm.abort("\(error)")
     }
 }
@@ -139,7 +143,12 @@ func runOnRanks<T: Sendable>(simulate: Int?, timeout: Double, _ body: @escaping 
 /// One clear line on stderr and a non-zero exit. Under mpirun every rank meets the same
 /// bad input; only rank 0 says so.
 func fail(_ error: Error) -> Never {
+    report(error)
+    exit(1)
+}
+
+/// The one line of `fail`, from rank 0 only.
+func report(_ error: Error) {
     let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"] ?? ProcessInfo.processInfo.environment["PMI_RANK"] ?? "0"
     if rank == "0" { FileHandle.standardError.write(Data("zero-train: error: \(error)\n".utf8)) }
-    exit(1)
 }

@@ -6,11 +6,11 @@ import Testing
 /// one save directory. After each, a resume must reach the bits (params_sha256) of a run
 /// that was never disturbed. Bounded: a handful of short gpt-tiny runs.
 @Suite(.serialized) struct FaultInjectionTests {
-    static let steps = 8
+    /// Long enough (about 1 s) for a signal or kill to land mid-run.
+    static let steps = 200
     static let args = ["--model", "gpt-tiny", "--micro-batch", "2", "--seq-len", "32", "--global-micro-batches", "4",
                        "--lr", "0.01", "--warmup", "1", "--clip", "0.5", "--stage", "2", "--log-every", "0",
                        "--steps", "\(steps)", "--timeout", "30"]
-    static let sigkillTimeout = ["--mca", "odls_base_sigkill_timeout", "60"]
 
     /// params_sha256 of an undisturbed run (computed once).
     static let straight: Result<String, any Error> = Result {
@@ -46,12 +46,12 @@ import Testing
         var rng = SplitMix(seed: 12)
         for trial in 0..<3 {
             let save = Self.scratch("kill9-\(trial)")
-            let job = try Job(zeroTrainBinary(), ["--simulate", "2", "--save", save.path, "--save-every", "1"] + Self.args)
+            let job = try Job(zeroTrainBinary(), ["--simulate", "2", "--save", save.path, "--save-every", trial == 0 ? "1" : "7"] + Self.args)
             if trial == 0 {
                 // Mid-save: the moment a temporary shard or a manifest-less step directory shows up.
                 job.waitFor(seconds: 60) { Job.saveInProgress(save) }
             } else {
-                Thread.sleep(forTimeInterval: 0.3 + Double(rng.next() % 1000) / 1000)
+                Thread.sleep(forTimeInterval: 0.2 + Double(rng.next() % 800) / 1000)
             }
             job.kill(SIGKILL)
             _ = job.wait(seconds: 30)
@@ -63,7 +63,7 @@ import Testing
         var rng = SplitMix(seed: 34)
         let save = Self.scratch("mpikill")
         let (mpirun, options) = mpirunCommand(ranks: 2)
-        let job = try Job(mpirun, options + [zeroTrainBinary().path, "--save", save.path, "--save-every", "1"] + Self.args)
+        let job = try Job(mpirun, options + [zeroTrainBinary().path, "--save", save.path, "--save-every", "5"] + Self.args)
         job.waitFor(seconds: 60) { Job.completeCheckpoints(save) >= 1 }
         Thread.sleep(forTimeInterval: Double(rng.next() % 500) / 1000)
         let ranks = job.children()
@@ -96,17 +96,20 @@ import Testing
         #expect(try TrainCLITests.metrics(metrics).sha == Self.straight.get())
     }
 
-    /// mpirun forwards SIGTERM to every rank; they stop after the same step, save, and the
-    /// checkpoint resumes to the straight run's bits.
+    /// mpirun passes SIGTERM on to every rank (after Open MPI's 1 s odls_base_sigkill_timeout,
+    /// then SIGKILL a second later); they stop after the same step, save, and the checkpoint
+    /// resumes to the straight run's bits.
     @Test func sigtermUnderMPIStopsEveryRankAtTheSameStep() throws {
         let save = Self.scratch("mpiterm")
         let (mpirun, options) = mpirunCommand(ranks: 2)
-        let job = try Job(mpirun, options + Self.sigkillTimeout + [zeroTrainBinary().path, "--save", save.path, "--save-every", "3"] + Self.args)
-        job.waitFor(seconds: 60) { Job.completeCheckpoints(save) >= 1 }
+        let job = try Job(mpirun, options + [zeroTrainBinary().path, "--save", save.path, "--save-every", "50"] + Self.args)
+        job.waitFor(seconds: 60) { ((try? String(contentsOf: save.appendingPathComponent(".zero-train.lock"), encoding: .utf8)) ?? "").contains("pid") }
+        Thread.sleep(forTimeInterval: 0.3)
         job.kill(SIGTERM)
         let status = job.wait(seconds: 60)
         #expect(status != nil && status != 0)
-        #expect(job.stderr.contains("stopped by SIGTERM after step") || job.stdout.contains("done: \(Self.steps) steps"), "\(job.stderr)")
+        #expect(job.stderr.contains("stopped by SIGTERM after step"), "\(job.stderr)")
+        #expect(Job.completeCheckpoints(save) >= 1)
         try resumeMatchesStraight(save, "mpi SIGTERM")
     }
 
@@ -114,7 +117,7 @@ import Testing
     @Test func secondJobOnTheSameDirectoryIsRefused() throws {
         let dir = Self.scratch("twojobs")
         let save = dir.appendingPathComponent("save"), metrics = dir.appendingPathComponent("m.jsonl").path
-        let first = try Job(zeroTrainBinary(), ["--simulate", "2", "--save", save.path, "--save-every", "2", "--metrics", metrics] + Self.args)
+        let first = try Job(zeroTrainBinary(), ["--simulate", "2", "--save", save.path, "--save-every", "20", "--metrics", metrics] + Self.args)
         first.waitFor(seconds: 60) { ((try? String(contentsOfFile: save.appendingPathComponent(".zero-train.lock").path, encoding: .utf8)) ?? "").contains("pid") }
         let second = try runProcess(zeroTrainBinary(), ["--simulate", "2", "--save", save.path, "--seed", "9"] + Self.args, timeout: .seconds(60))
         #expect(second.status != 0)
@@ -126,6 +129,24 @@ import Testing
         let export = try runProcess(zeroTrainBinary(), ["export", "--checkpoint", save.path, "--out", dir.appendingPathComponent("x.safetensors").path],
                                     timeout: .seconds(60))
         #expect(export.status == 0, "\(export.stderr)")
+    }
+}
+
+/// --simulate N beyond what the allocation plan says fits in memory, or under mpirun, is
+/// refused with one line before anything is allocated.
+@Suite struct SimulateLimitTests {
+    @Test func simulationThatCannotFitIsRefused() throws {
+        let r = try runProcess(zeroTrainBinary(), ["--model", "gpt-medium", "--simulate", "1024", "--steps", "1"], timeout: .seconds(60))
+        #expect(r.status != 0)
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].contains("--simulate 1024 needs about") && lines[0].contains("available"), "\(r.stderr)")
+    }
+
+    @Test func simulateUnderMPIIsRefused() throws {
+        let dir = FaultInjectionTests.scratch("mpisim")
+        let r = try runMPI(ranks: 2, ["--simulate", "2", "--model", "gpt-tiny", "--steps", "1", "--save", dir.path], timeout: .seconds(60))
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("--simulate runs every rank in one process"), "\(r.stderr)")
     }
 }
 
