@@ -42,14 +42,29 @@ public struct CheckpointManifest: Codable, Sendable {
     public var schedule: LearningRateScheduler? = nil
     /// The data the run trained on (absent in older checkpoints); `--resume` compares it.
     public var dataFingerprint: DataFingerprint? = nil
+    /// The run that wrote it (also in every shard's header) and its config hash; absent in
+    /// older checkpoints.
+    public var runId: String? = nil
+    public var configHash: String? = nil
+    /// Earlier runs of its timeline, oldest first, with the step each was resumed at.
+    public var lineage: [LineageEntry]? = nil
+    /// Seconds since 1970 when it was saved: `--resume DIR` takes the newest save.
+    public var savedAt: Double? = nil
+
+    public struct LineageEntry: Codable, Sendable, Equatable {
+        public var runId: String
+        public var step: Int
+        public init(runId: String, step: Int) { self.runId = runId; self.step = step }
+    }
 }
 
 public enum Checkpoint {
     static func stepDirectoryName(_ step: Int) -> String { String(format: "step-%08d", step) }
     static func rankFileName(_ rank: Int) -> String { String(format: "rank-%05d.safetensors", rank) }
 
-    /// The newest complete checkpoint under `url` (a save root), or `url` itself when it
-    /// holds a manifest.
+    /// The checkpoint to resume from `url`: `url` itself when it holds a manifest, else the
+    /// most recently saved complete checkpoint under it (the timeline that saved last; a
+    /// directory that holds several timelines never switches to another one's higher step).
     public static func resolve(_ url: URL) throws -> URL {
         let fm = FileManager.default
         var isDir: ObjCBool = false
@@ -57,11 +72,21 @@ public enum Checkpoint {
             throw ConfigError("no checkpoint directory at \(url.path)")
         }
         if fm.fileExists(atPath: url.appendingPathComponent("manifest.json").path) { return url }
-        let steps = try fm.contentsOfDirectory(atPath: url.path).filter { $0.hasPrefix("step-") }.sorted()
-        for name in steps.reversed() where fm.fileExists(atPath: url.appendingPathComponent(name).appendingPathComponent("manifest.json").path) {
-            return url.appendingPathComponent(name)
+        let complete = completeCheckpoints(in: url)
+        // An unreadable manifest sorts first, so the damage is reported rather than skipped.
+        let keyed = complete.map { dir in ((try? readManifest(dir)).map { $0.savedAt ?? 0 } ?? .infinity, dir) }
+        guard let dir = keyed.max(by: { ($0.0, $0.1.lastPathComponent) < ($1.0, $1.1.lastPathComponent) })?.1 else {
+            throw ConfigError("no complete checkpoint (a step-* directory with manifest.json) in \(url.path)")
         }
-        throw ConfigError("no complete checkpoint (a step-* directory with manifest.json) in \(url.path)")
+        return dir
+    }
+
+    /// Step directories under `root` that hold a manifest.
+    static func completeCheckpoints(in root: URL) -> [URL] {
+        let fm = FileManager.default
+        let names = ((try? fm.contentsOfDirectory(atPath: root.path)) ?? []).filter { $0.hasPrefix("step-") }.sorted()
+        return names.map { root.appendingPathComponent($0) }
+            .filter { fm.fileExists(atPath: $0.appendingPathComponent("manifest.json").path) }
     }
 
     public static func readManifest(_ dir: URL) throws -> CheckpointManifest {
@@ -88,10 +113,21 @@ public enum Checkpoint {
 }
 
 extension Trainer {
-    /// Saves this step's checkpoint (collective: every rank calls it).
-    public func saveCheckpoint(root: URL) throws {
-        let dir = root.appendingPathComponent(Checkpoint.stepDirectoryName(step))
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    /// Saves this step's checkpoint (collective: every rank calls it) and returns its
+    /// directory. `identity` goes into every shard's header and the manifest.
+    @discardableResult
+    public func saveCheckpoint(root: URL, identity: RunIdentity) throws -> URL {
+        // Rank 0 names the directory: step-N, or step-N.RUNID when step-N holds another
+        // timeline's checkpoint (never overwritten).
+        var name = Checkpoint.stepDirectoryName(step)
+        if rank == 0, let other = try? Checkpoint.readManifest(root.appendingPathComponent(name)), other.runId != identity.runId {
+            name += "." + identity.runId
+        }
+        name = try broadcastString(name, communicator)
+        let dir = root.appendingPathComponent(name)
+        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
+            throw TrainingError("cannot create checkpoint directory \(dir.path): \(underlyingReason(error))")
+        }
         // Views into the master must outlive serialization: collect copies.
         var masters: [[Float]] = []
         var raw: [(name: String, bytes: Data)] = []
@@ -112,7 +148,10 @@ extension Trainer {
         let data = withUnitPointers(masters) { pointers in
             var tensors = pointers.enumerated().map { SafeTensors.Tensor(name: "unit.\($0).master", shape: [$1.count], dtype: .f32, values: $1) }
             tensors += raw.map { SafeTensors.Tensor(name: $0.name, rawBytes: $0.bytes) }
-            return SafeTensors.serialize(tensors, metadata: ["format": "zero-train-shard", "rank": "\(rank)", "ranks": "\(ranks)", "step": "\(step)"])
+            return SafeTensors.serialize(tensors, metadata: [
+                "format": "zero-train-shard", "rank": "\(rank)", "ranks": "\(ranks)", "step": "\(step)",
+                "run_id": identity.runId, "config_hash": identity.configHash,
+            ])
         }
         try SafeTensors.writeAtomically(data, to: dir.appendingPathComponent(Checkpoint.rankFileName(rank)))
 
@@ -135,27 +174,31 @@ extension Trainer {
                     .init(name: $0.name, parametersPerBlock: $0.parametersPerBlock, bytesPerBlock: $0.bytesPerBlock,
                           replicated: $0.isReplicated ? true : nil)
                 },
-                supportsResharding: optimizers[0].supportsResharding, files: files, schedule: schedule)
+                supportsResharding: optimizers[0].supportsResharding, files: files, schedule: schedule,
+                runId: identity.runId, configHash: identity.configHash, lineage: identity.ancestors,
+                savedAt: Date().timeIntervalSince1970)
             manifest.dataFingerprint = DataFingerprint(data: config.data)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             try SafeTensors.writeAtomically(try encoder.encode(manifest), to: dir.appendingPathComponent("manifest.json"))
-            try pruneCheckpoints(root: root)
+            pruneCheckpoints(root: root, identity: identity)
         }
         try communicator.barrier()
+        return dir
     }
 
-    /// Keeps the newest `config.keep` complete checkpoints.
-    func pruneCheckpoints(root: URL) throws {
+    /// Keeps the newest `config.keep` complete checkpoints of this run's timeline; other
+    /// timelines' checkpoints (another run resumed from an older step) are never touched.
+    func pruneCheckpoints(root: URL, identity: RunIdentity) {
         let fm = FileManager.default
-        let complete = try fm.contentsOfDirectory(atPath: root.path).filter {
-            $0.hasPrefix("step-") && fm.fileExists(atPath: root.appendingPathComponent($0).appendingPathComponent("manifest.json").path)
-        }.sorted()
-        for name in complete.dropLast(config.keep) {
+        let ours = Checkpoint.completeCheckpoints(in: root).compactMap { dir in
+            (try? Checkpoint.readManifest(dir)).flatMap { identity.owns($0) ? ($0.step, dir) : nil }
+        }.sorted { ($0.0, $0.1.lastPathComponent) < ($1.0, $1.1.lastPathComponent) }
+        for (_, dir) in ours.dropLast(config.keep) {
             // Remove the manifest first so a half-deleted directory is never taken for a checkpoint.
-            try? fm.removeItem(at: root.appendingPathComponent(name).appendingPathComponent("manifest.json"))
-            try? fm.removeItem(at: root.appendingPathComponent(name))
+            try? fm.removeItem(at: dir.appendingPathComponent("manifest.json"))
+            try? fm.removeItem(at: dir)
         }
     }
 
@@ -215,11 +258,9 @@ public struct CheckpointReader {
 
     public init(_ dir: URL) throws {
         manifest = try Checkpoint.readManifest(dir)
-        guard manifest.files.count == manifest.ranks else {
-            throw ConfigError("checkpoint manifest \(dir.path) lists \(manifest.files.count) shard files for \(manifest.ranks) ranks")
-        }
+        try manifest.validate(at: dir)
         var files: [SafeTensors] = []
-        for entry in manifest.files {
+        for (r, entry) in manifest.files.enumerated() {
             let url = dir.appendingPathComponent(entry.name)
             guard let data = FileManager.default.contents(atPath: url.path) else {
                 throw TrainingError("checkpoint shard missing: \(url.path) (the manifest lists it)")
@@ -227,7 +268,9 @@ public struct CheckpointReader {
             guard Checkpoint.sha256Hex(data) == entry.sha256 else {
                 throw TrainingError("checkpoint shard \(url.path) fails its SHA-256 check: the file is damaged")
             }
-            files.append(try SafeTensors(data: data, source: url.path))
+            let file = try SafeTensors(data: data, source: url.path)
+            try manifest.validate(shard: file, rank: r, path: url.path)
+            files.append(file)
         }
         self.files = files
     }

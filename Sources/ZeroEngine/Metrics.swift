@@ -21,10 +21,14 @@ func jsonNumber(_ x: Float) -> String { x.isFinite ? "\(x)" : "null" }
 final class MetricsWriter {
     private let handle: FileHandle
 
-    init(path: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
+    /// `append`: keep the file's records (a resumed run), else start it empty.
+    init(path: String, append: Bool = false) throws {
+        let exists = FileManager.default.fileExists(atPath: path)
+        guard (append && exists) || FileManager.default.createFile(atPath: path, contents: nil),
+              let h = FileHandle(forWritingAtPath: path) else {
             throw TrainingError("cannot write metrics file \(path)")
         }
+        if append { _ = try? h.seekToEnd() }
         handle = h
     }
 

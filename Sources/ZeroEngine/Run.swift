@@ -39,6 +39,13 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
     comm.attach(ledger: ledger)
     Blas.setThreadCount(config.blasThreads)
     try checkConsensus(config, comm)
+    StopSignals.install()
+    // The save directory is checked writable and locked before anything trains.
+    let saveRoot = config.save.map { URL(fileURLWithPath: $0) }
+    var saveLock: SaveDirectoryLock? = nil
+    if let root = saveRoot { try rootDecides(comm) { saveLock = try SaveDirectoryLock(root: root) } }
+    defer { withExtendedLifetime(saveLock) {} }
+    var identity = try RunIdentity.start(config: config, communicator: comm)
     let vocab = GPTConfig.named(config.model)?.vocabularySize ?? 256
     let dataset = try config.data.map { try TokenDataset(contentsOf: URL(fileURLWithPath: $0), vocabularySize: vocab) }
         ?? TokenDataset.embedded()
@@ -50,6 +57,7 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
     if let resume = options.resume {
         let dir = try Checkpoint.resolve(resume)
         try trainer.loadCheckpoint(dir)
+        identity.resume(from: try Checkpoint.readManifest(dir))
         log("resumed from \(dir.path) at step \(trainer.step)")
     } else if let initFile = config.initFrom {
         try trainer.initialize(fromSafetensors: URL(fileURLWithPath: initFile))
@@ -59,20 +67,31 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
     let psi = trainer.partition.unpaddedTotal
     log("zero-train: \(config.model) (\(psi) params) | \(comm.size) ranks (\(comm.backendName)) | stage \(config.stage) | \(config.precision) | \(config.optimizer) | G=\(trainer.globalMicroBatches) micro-batches x \(config.microBatch)x\(config.seqLen) tokens per step")
 
-    let metrics = try comm.rank == 0 ? options.metricsPath.map { try MetricsWriter(path: $0) } : nil
+    // A resumed run appends: the records of earlier steps are never rewritten.
+    let metrics = try comm.rank == 0 ? options.metricsPath.map { try MetricsWriter(path: $0, append: options.resume != nil) } : nil
     var losses: [Double] = [], norms: [Double] = []
     var tokens = 0, seconds = 0.0
-    let saveRoot = config.save.map { URL(fileURLWithPath: $0) }
+    var stopSignal: Int32 = 0
     while trainer.step < config.steps {
         let r = try trainer.trainStep()
         losses.append(r.loss); norms.append(r.gradNormPreclip)
         tokens += r.tokens; seconds += r.seconds
-        // Per-rank peaks for the progress line (one small gather per step).
-        let mine = [Double(ledger.peakTotal), Double(peakResidentBytes())]
-        var all = [Double](repeating: 0, count: 2 * comm.size)
+        // One small gather per step: per-rank peaks for the progress line, and what every
+        // rank must agree on before the step counts: non-finite weights, a stop signal.
+        let fields = 4
+        let mine = [Double(ledger.peakTotal), Double(peakResidentBytes()), Double(r.nonFiniteWeights), Double(StopSignals.pending)]
+        var all = [Double](repeating: 0, count: fields * comm.size)
         try mine.withUnsafeBufferPointer { m in try all.withUnsafeMutableBufferPointer { try comm.allGather(m, into: $0) } }
+        let perRank = stride(from: 0, to: all.count, by: fields).map { Array(all[$0 ..< $0 + fields]) }
+        let nonFinite = trainer.plan.fullMaster ? perRank.map { $0[2] }.max()! : perRank.map { $0[2] }.reduce(0, +)
+        if nonFinite > 0 {
+            throw AgreedFailure(String(
+                format: "step %d's update made %.0f weights non-finite (lr %.3e): the learning rate is too high for this model and data; nothing of this step was saved: lower --lr and resume from the last checkpoint",
+                r.step, nonFinite, r.learningRate))
+        }
+        stopSignal = Int32(perRank.map { $0[3] }.first { $0 != 0 } ?? 0)
         if comm.rank == 0 {
-            let peaks = stride(from: 0, to: all.count, by: 2).map { Int(all[$0]) }
+            let peaks = perRank.map { Int($0[0]) }
             if options.logEvery > 0 && (r.step % options.logEvery == 0 || r.step == config.steps || r.step == 1) {
                 let mem = peaks.map { formatBytes($0) }.joined(separator: " ")
                 log(String(format: "step %5d/%d | loss %.4f | lr %.3e | grad_norm_preclip %.3f | %.0f tok/s | %.0f ms%@ | peak/rank %@",
@@ -91,10 +110,11 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
                 ("peak_bytes_by_category", jsonObject(Dictionary(uniqueKeysWithValues: ledger.peakByCategory.map { ($0.key.rawValue, $0.value) }))),
             ])
         }
-        if let root = saveRoot, (config.saveEvery > 0 && r.step % config.saveEvery == 0) || r.step == config.steps {
-            try trainer.saveCheckpoint(root: root)
-            log("saved checkpoint step \(r.step) to \(root.path)")
+        if let root = saveRoot, (config.saveEvery > 0 && r.step % config.saveEvery == 0) || r.step == config.steps || stopSignal != 0 {
+            let dir = try trainer.saveCheckpoint(root: root, identity: identity)
+            log("saved checkpoint step \(r.step) to \(dir.path)")
         }
+        if stopSignal != 0 { break }
     }
     let sha = try trainer.consolidatedMasterSHA256()
     let summary = RunSummary(
@@ -106,7 +126,12 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
                     ("params", "\(psi)"), ("padded_params", "\(trainer.partition.paddedTotal)"), ("ranks", "\(comm.size)"),
                     ("stage", "\(config.stage)"), ("peak_ledger_bytes", "\(summary.peakLedgerBytes)"),
                     ("peak_rss_bytes", "\(summary.peakRSSBytes)"),
-                    ("skipped_steps", "\(summary.skippedSteps)"), ("tokens_per_second", jsonNumber(summary.tokensPerSecond))])
+                    ("skipped_steps", "\(summary.skippedSteps)"), ("tokens_per_second", jsonNumber(summary.tokensPerSecond))]
+                   + (stopSignal != 0 ? [("stopped_by", jsonQuoted(StopSignals.name(stopSignal)))] : []))
+    if stopSignal != 0 {
+        let saved = saveRoot.map { "; checkpoint saved under \($0.path), continue with --resume \($0.path)" } ?? "; no checkpoint (no --save)"
+        throw AgreedFailure("stopped by \(StopSignals.name(stopSignal)) after step \(trainer.step) of \(config.steps)\(saved)")
+    }
     log("done: \(summary.steps) steps | params_sha256 \(sha)")
     return summary
 }

@@ -111,6 +111,7 @@ public final class Trainer {
             throw ConfigError("--init needs a GPT model; \(config.model) has no safetensors layout")
         }
         let units = try loadGPT2(safetensorsAt: url, config: gpt)
+        try checkFinite(units, source: "--init \(url.path)")
         loadInitialWeights { units[$0] }
     }
 }

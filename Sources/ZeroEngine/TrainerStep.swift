@@ -13,6 +13,9 @@ public struct StepRecord: Sendable {
     public var skipped: Bool
     public var tokens: Int
     public var seconds: Double
+    /// Non-finite values in this rank's updated master weights (0 when the step was
+    /// skipped); `runTraining` sums them over ranks and stops before the step is saved.
+    public var nonFiniteWeights = 0
 }
 
 extension Trainer {
@@ -35,11 +38,12 @@ extension Trainer {
         } else {
             for unit in units { unit.discardGradient() }
         }
+        let nonFinite = applied ? units.reduce(0) { $0 + countNonFinite($1.master.readOnly) } : 0
         if schedule.config.kind == .reduceOnPlateau { schedule.observe(metric: loss) }
         step += 1
         return StepRecord(step: step, loss: loss, learningRate: lr, gradNormPreclip: norm, skipped: !applied,
                           tokens: globalMicroBatches * config.microBatch * config.seqLen,
-                          seconds: (ContinuousClock.now - start).seconds)
+                          seconds: (ContinuousClock.now - start).seconds, nonFiniteWeights: nonFinite)
     }
 
     /// Forward and backward of micro-batch g = a * ranks + rank; returns its loss.
@@ -110,5 +114,27 @@ extension Trainer {
             sum += Double(gathered[r * a + step])
         }
         return sum / Double(a * n)
+    }
+}
+
+/// NaN and ±inf among `values` (exponent all ones), in one branch-free pass.
+func countNonFinite(_ values: UnsafeBufferPointer<Float>) -> Int {
+    values.withMemoryRebound(to: UInt32.self) { bits in
+        var n = 0
+        for b in bits { n &+= (b & 0x7f80_0000) == 0x7f80_0000 ? 1 : 0 }
+        return n
+    }
+}
+
+extension Trainer {
+    /// Refuses initial weights with NaN or inf, naming the first tensor that has them
+    /// (every rank reads the same full values, so all agree without communicating).
+    func checkFinite(_ unitValues: [[Float]], source: String) throws {
+        for t in model.layout.tensors {
+            let bad = unitValues[t.unit].withUnsafeBufferPointer { countNonFinite(UnsafeBufferPointer(rebasing: $0[t.offset ..< t.offset + t.count])) }
+            if bad > 0 {
+                throw ConfigError("\(source): tensor \(t.name) has \(bad) non-finite values (NaN or inf) of \(t.count); training cannot start from it")
+            }
+        }
     }
 }

@@ -111,6 +111,7 @@ struct Train: ParsableCommand {
             ranks = try simulate.map(parseRankCount)
             c = try buildConfig(ranks: ranks ?? Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? "") ?? 1)
             try checkRunFits(c, simulatedRanks: ranks)
+            if let n = ranks { try SimulationMemory.check(c, ranks: n) }
         } catch { fail(error) }
         var options = RunOptions()
         options.resume = resume.map { URL(fileURLWithPath: $0) }
@@ -170,7 +171,10 @@ func runOnRanks<T: Sendable>(simulate: Int?, timeout: Double, _ body: @escaping 
         comm.finalize()
         return [result]
     } catch {
-        if comm.size == 1 { comm.finalize(); fail(error) }
+        // One rank's failure aborts the job; a failure every rank met together (AgreedFailure)
+        // ends it cleanly, with rank 0's one line.
+        // (The line goes out before MPI_Finalize: an interrupted job may be killed in it.)
+        if comm.size == 1 || error is AgreedFailure { report(error); comm.finalize(); exit(1) }
         comm.abort("\(error)")
     }
 }
@@ -178,7 +182,12 @@ func runOnRanks<T: Sendable>(simulate: Int?, timeout: Double, _ body: @escaping 
 /// One clear line on stderr and a non-zero exit. Under mpirun every rank meets the same
 /// bad input; only rank 0 says so.
 func fail(_ error: Error) -> Never {
+    report(error)
+    exit(1)
+}
+
+/// The one line of `fail`, from rank 0 only.
+func report(_ error: Error) {
     let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"] ?? ProcessInfo.processInfo.environment["PMI_RANK"] ?? "0"
     if rank == "0" { FileHandle.standardError.write(Data("zero-train: error: \(error)\n".utf8)) }
-    exit(1)
 }

@@ -34,8 +34,9 @@ import ZeroEngine
         c.saveEvery = 1
         c.keep = 2
         _ = try simulate(c, ranks: 2)
-        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
-        #expect(names == ["step-00000003", "step-00000004"])
+        let all = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        #expect(all == [".zero-train.lock", "step-00000003", "step-00000004"])
+        let names = all.filter { !$0.hasPrefix(".") }
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent(names[1]).path).sorted()
         #expect(files == ["manifest.json", "rank-00000.safetensors", "rank-00001.safetensors"])
     }
