@@ -89,7 +89,7 @@ cidr="$subnet.0/24"
 ranks=$(( hosts * slots ))
 
 # tc arguments for one direction of one link: tbf for --rate, netem for --delay (with
-# tbf below it when both are given). tbf's bucket holds about 1 ms at the rate (at least
+# tbf below it when both are given). tbf's bucket holds about 5 ms at the rate (at least
 # 64 KiB), enough for the kernel's timer granularity and for GSO packets.
 shape() {  # shape NAMESPACE DEVICE
     local ns=$1 dev=$2 burst err
@@ -109,7 +109,7 @@ tc_burst() {
     awk -v r="$1" 'BEGIN {
         n = r + 0; u = r; sub(/^[0-9.]+/, "", u)
         m = (u == "kbit") ? 1e3 : (u == "mbit") ? 1e6 : (u == "gbit") ? 1e9 : (u == "tbit") ? 1e12 : 1
-        b = n * m / 8 / 1000; if (b < 65536) b = 65536
+        b = n * m / 8 / 200; if (b < 65536) b = 65536
         printf "%d", b }'
 }
 
