@@ -33,9 +33,11 @@ public struct RunOptions: Sendable {
 }
 
 /// Trains on this rank: the whole program of one rank, MPI or simulated.
-public func runTraining(config: TrainingConfig, communicator comm: any Communicator,
+public func runTraining(config: TrainingConfig, communicator base: any Communicator,
                         options: RunOptions = RunOptions(), ledger: MemoryLedger = MemoryLedger()) throws -> RunSummary {
     try config.validate()
+    // Times every collective; the per-step communication metrics are its deltas.
+    let comm = TimedCommunicator(base)
     comm.attach(ledger: ledger)
     Blas.setThreadCount(config.blasThreads)
     try checkConsensus(config, comm)
@@ -73,7 +75,10 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
     var tokens = 0, seconds = 0.0
     var stopSignal: Int32 = 0
     while trainer.step < config.steps {
+        let commBefore = comm.timing
         let r = try trainer.trainStep()
+        let commTime = comm.timing.since(commBefore)
+        let computeSeconds = max(0, r.seconds - commTime.waitSeconds)
         losses.append(r.loss); norms.append(r.gradNormPreclip)
         tokens += r.tokens; seconds += r.seconds
         // One small gather per step: per-rank peaks for the progress line, and what every
@@ -94,9 +99,10 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
             let peaks = perRank.map { Int($0[0]) }
             if options.logEvery > 0 && (r.step % options.logEvery == 0 || r.step == config.steps || r.step == 1) {
                 let mem = peaks.map { formatBytes($0) }.joined(separator: " ")
-                log(String(format: "step %5d/%d | loss %.4f | lr %.3e | grad_norm_preclip %.3f | %.0f tok/s | %.0f ms%@ | peak/rank %@",
+                log(String(format: "step %5d/%d | loss %.4f | lr %.3e | grad_norm_preclip %.3f | %.0f tok/s | %.0f ms (comm exposed %.0f%%)%@ | peak/rank %@",
                            r.step, config.steps, r.loss, r.learningRate, r.gradNormPreclip, Double(r.tokens) / r.seconds,
-                           r.seconds * 1000, r.skipped ? " | SKIPPED (non-finite)" : "", mem))
+                           r.seconds * 1000, r.seconds > 0 ? 100 * commTime.waitSeconds / r.seconds : 0,
+                           r.skipped ? " | SKIPPED (non-finite)" : "", mem))
             }
             metrics?.write([
                 ("step", "\(r.step)"), ("loss", jsonNumber(r.loss)), ("lr", jsonNumber(r.learningRate)),
@@ -108,7 +114,7 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
                 ("peak_rss_bytes", "\(peakResidentBytes())"),
                 ("peak_ledger_bytes_per_rank", "[" + peaks.map(String.init).joined(separator: ", ") + "]"),
                 ("peak_bytes_by_category", jsonObject(Dictionary(uniqueKeysWithValues: ledger.peakByCategory.map { ($0.key.rawValue, $0.value) }))),
-            ])
+            ] + stepTimingFields(commTime, computeSeconds: computeSeconds))
         }
         if let root = saveRoot, (config.saveEvery > 0 && r.step % config.saveEvery == 0) || r.step == config.steps || stopSignal != 0 {
             let dir = try trainer.saveCheckpoint(root: root, identity: identity)
@@ -134,6 +140,12 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
     }
     log("done: \(summary.steps) steps | params_sha256 \(sha)")
     return summary
+}
+
+/// This rank's compute and communication time for one step, as metrics fields.
+func stepTimingFields(_ comm: CommTiming, computeSeconds: Double) -> [(String, String)] {
+    [("compute_seconds", jsonNumber(computeSeconds)), ("comm_seconds", jsonNumber(comm.inFlightSeconds)),
+     ("comm_wait_seconds", jsonNumber(comm.waitSeconds))]
 }
 
 /// Ranks must agree on what to run (a mismatch hangs ZeRO-3 elsewhere): rank 0's

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Step time against link rate on the local cluster rig (docs/performance.md, "Across
+# hosts"): for each rate and stage, a short gpt-small job on HOSTS x 1 ranks, and
+# `bench comm` on the same link for the communication-alone estimate.
+# Usage (root): launch/rig-bench.sh [--rates "none 10gbit 1gbit 200mbit"] [--stages "2 3"]
+#               [--steps 6] [--hosts 2] [--global-micro-batches 4] [-- EXTRA zero-train ARGS]
+# Prints one table row per (rate, stage); medians over the steps after the first two.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rates="10gbit 1gbit 200mbit" stages="2 3" steps=6 hosts=2 micro=4
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rates) rates="$2"; shift 2 ;;
+        --stages) stages="$2"; shift 2 ;;
+        --steps) steps="$2"; shift 2 ;;
+        --hosts) hosts="$2"; shift 2 ;;
+        --global-micro-batches) micro="$2"; shift 2 ;;
+        --) shift; break ;;
+        *) echo "rig-bench.sh: unknown option '$1'" >&2; exit 2 ;;
+    esac
+done
+bin=.build/release/zero-train
+[ -x "$bin" ] || { echo "rig-bench.sh: build first (swift build -c release)" >&2; exit 2; }
+out=$(mktemp -d /tmp/rig-bench.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+echo "load: $(uptime | sed 's/.*load average: //')"
+printf '%-8s %-5s %9s %10s %10s %10s %10s %12s %14s\n' rate stage "step s" "compute s" "comm s" "comm wait" "alone s" "MB/step" "step/max(c,a)"
+for rate in $rates; do
+    shaping=(--rate "$rate"); [ "$rate" = none ] && shaping=()   # none: unshaped veth
+    launch/local-cluster.sh --hosts "$hosts" --slots 1 "${shaping[@]}" -- "$bin" bench comm --sizes 2M --iterations 5 --json \
+        > "$out/comm-$rate.json" 2>/dev/null
+    for stage in $stages; do
+        launch/local-cluster.sh --hosts "$hosts" --slots 1 "${shaping[@]}" -- "$bin" --model gpt-small --stage "$stage" \
+            --steps "$steps" --global-micro-batches "$micro" --log-every 0 --metrics "$out/m.jsonl" "$@" > /dev/null
+        python3 - "$out/m.jsonl" "$out/comm-$rate.json" "$rate" "$stage" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+steps = [r for r in rows if "final" not in r]
+bench = [json.loads(l) for l in open(sys.argv[2])]
+# bytes this rank sends per second, per collective, from bench comm (zero backend):
+# for n ranks busbw = sent bytes per rank per second.
+rate_of = {b["collective"]: b["busbw_gbps"] * 1e9 for b in bench if b["backend"] == "zero"}
+kept = steps[2:] or steps
+def med(key): return statistics.median(r[key] for r in kept)
+prev = steps[0]
+sent = []
+for r in steps[1:]:
+    sent.append({k: r["comm_bytes"].get(k, 0) - prev["comm_bytes"].get(k, 0) for k in r["comm_bytes"]})
+    prev = r
+per_step = {k: statistics.median(s[k] for s in sent) for k in sent[0]}
+alone = sum(v / rate_of.get(k, rate_of["all_gather"]) for k, v in per_step.items() if v > 0)
+step, compute, comm, wait = med("step_seconds"), med("compute_seconds"), med("comm_seconds"), med("comm_wait_seconds")
+print("%-8s %-5s %9.3f %10.3f %10.3f %10.3f %10.3f %12.1f %14.2f" % (
+    sys.argv[3], sys.argv[4], step, compute, comm, wait, alone, sum(per_step.values()) / 1e6, step / max(compute, alone)))
+EOF
+    done
+done
+echo "load: $(uptime | sed 's/.*load average: //')"
