@@ -9,9 +9,11 @@ extern void omp_set_num_threads(int);
 
 enum { CACHE_BUCKETS = 1024, CACHE_LIMIT = 512 };
 
+// A primitive's identity: rank (2 or 4), the dims and strides of src, weights and dst,
+// alpha, beta and the thread count. Memset before filling: padding takes part in hash and compare.
 typedef struct {
-    int transA, transB;
-    long M, N, K, ldc;
+    int ndims;
+    long dims[3][4], strides[3][4];
     float alpha, beta;
     int threads;
 } key_t_;
@@ -31,11 +33,11 @@ static _Thread_local entry_t *t_buckets[CACHE_BUCKETS];
 static _Thread_local int t_count = 0;
 static _Thread_local char t_impl[128];
 
-static _Thread_local void *t_scratch[4];
-static _Thread_local long t_scratch_bytes[4];
+static _Thread_local void *t_scratch[8];
+static _Thread_local long t_scratch_bytes[8];
 
 void *zt_dnnl_scratch(int slot, long bytes) {
-    if (slot < 0 || slot > 3) return NULL;
+    if (slot < 0 || slot > 7) return NULL;
     if (bytes > t_scratch_bytes[slot]) {
         free(t_scratch[slot]);
         t_scratch[slot] = aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64));
@@ -86,14 +88,10 @@ static dnnl_status_t ensure_engine(void) {
 
 static dnnl_status_t create(const key_t_ *k, dnnl_primitive_t *out) {
     dnnl_memory_desc_t a_md, b_md, c_md;
-    dnnl_dims_t a_dims = {k->M, k->K}, b_dims = {k->K, k->N}, c_dims = {k->M, k->N};
-    dnnl_dims_t a_str = {k->transA ? 1 : k->K, k->transA ? k->M : 1};
-    dnnl_dims_t b_str = {k->transB ? 1 : k->N, k->transB ? k->K : 1};
-    dnnl_dims_t c_str = {k->ldc, 1};
     dnnl_status_t s;
-    if ((s = dnnl_memory_desc_init_by_strides(&a_md, 2, a_dims, dnnl_bf16, a_str)) != dnnl_success) return s;
-    if ((s = dnnl_memory_desc_init_by_strides(&b_md, 2, b_dims, dnnl_bf16, b_str)) != dnnl_success) return s;
-    if ((s = dnnl_memory_desc_init_by_strides(&c_md, 2, c_dims, dnnl_f32, c_str)) != dnnl_success) return s;
+    if ((s = dnnl_memory_desc_init_by_strides(&a_md, k->ndims, k->dims[0], dnnl_bf16, k->strides[0])) != dnnl_success) return s;
+    if ((s = dnnl_memory_desc_init_by_strides(&b_md, k->ndims, k->dims[1], dnnl_bf16, k->strides[1])) != dnnl_success) return s;
+    if ((s = dnnl_memory_desc_init_by_strides(&c_md, k->ndims, k->dims[2], dnnl_f32, k->strides[2])) != dnnl_success) return s;
     dnnl_matmul_desc_t desc;
     if ((s = dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md)) != dnnl_success) return s;
     dnnl_primitive_attr_t attr;
@@ -143,22 +141,16 @@ static dnnl_status_t new_entry(const key_t_ *key, entry_t **out) {
     return dnnl_success;
 }
 
-int zt_dnnl_gemm_bf16(int transA, int transB, long M, long N, long K, float alpha,
-                      const uint16_t *A, const uint16_t *B, float beta, float *C, long ldc) {
-    if (M == 0 || N == 0) return 0;
-    key_t_ key;
-    memset(&key, 0, sizeof key); // padding bytes take part in the hash and compare
-    key.transA = transA != 0; key.transB = transB != 0;
-    key.M = M; key.N = N; key.K = K; key.ldc = ldc; key.alpha = alpha; key.beta = beta;
-    key.threads = current_threads();
+static int execute(key_t_ *key, const uint16_t *A, const uint16_t *B, float *C) {
+    key->threads = current_threads();
     dnnl_status_t s = ensure_engine();
     if (s != dnnl_success) return (int)s;
-    unsigned long b = hash_key(&key) % CACHE_BUCKETS;
+    unsigned long b = hash_key(key) % CACHE_BUCKETS;
     entry_t *e = t_buckets[b];
-    while (e && memcmp(&e->key, &key, sizeof key) != 0) e = e->next;
+    while (e && memcmp(&e->key, key, sizeof *key) != 0) e = e->next;
     if (!e) {
         if (t_count >= CACHE_LIMIT) zt_dnnl_clear_cache();
-        if ((s = new_entry(&key, &e)) != dnnl_success) return (int)s;
+        if ((s = new_entry(key, &e)) != dnnl_success) return (int)s;
         e->next = t_buckets[b];
         t_buckets[b] = e;
         t_count++;
@@ -169,6 +161,38 @@ int zt_dnnl_gemm_bf16(int transA, int transB, long M, long N, long K, float alph
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
     if ((s = dnnl_primitive_execute(e->prim, t_stream, 3, args)) != dnnl_success) return (int)s;
     return (int)dnnl_stream_wait(t_stream);
+}
+
+int zt_dnnl_gemm_bf16(int transA, int transB, long M, long N, long K, float alpha,
+                      const uint16_t *A, const uint16_t *B, float beta, float *C, long ldc) {
+    if (M == 0 || N == 0) return 0;
+    key_t_ key;
+    memset(&key, 0, sizeof key);
+    key.ndims = 2;
+    key.dims[0][0] = M; key.dims[0][1] = K;
+    key.dims[1][0] = K; key.dims[1][1] = N;
+    key.dims[2][0] = M; key.dims[2][1] = N;
+    key.strides[0][0] = transA ? 1 : K; key.strides[0][1] = transA ? M : 1;
+    key.strides[1][0] = transB ? 1 : N; key.strides[1][1] = transB ? K : 1;
+    key.strides[2][0] = ldc; key.strides[2][1] = 1;
+    key.alpha = alpha; key.beta = beta;
+    return execute(&key, A, B, C);
+}
+
+int zt_dnnl_batched_bf16(long batch0, long batch1, long M, long N, long K,
+                         const long aStrides[4], const long bStrides[4], const long cStrides[4],
+                         float alpha, float beta, const uint16_t *A, const uint16_t *B, float *C) {
+    if (batch0 == 0 || batch1 == 0 || M == 0 || N == 0) return 0;
+    key_t_ key;
+    memset(&key, 0, sizeof key);
+    key.ndims = 4;
+    const long dims[3][4] = {{batch0, batch1, M, K}, {batch0, batch1, K, N}, {batch0, batch1, M, N}};
+    memcpy(key.dims, dims, sizeof dims);
+    memcpy(key.strides[0], aStrides, 4 * sizeof(long));
+    memcpy(key.strides[1], bStrides, 4 * sizeof(long));
+    memcpy(key.strides[2], cStrides, 4 * sizeof(long));
+    key.alpha = alpha; key.beta = beta;
+    return execute(&key, A, B, C);
 }
 
 static inline uint16_t round_one(float x) {

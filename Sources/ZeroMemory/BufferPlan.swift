@@ -206,9 +206,13 @@ public enum BufferPlan {
         return []
     }
 
-    /// Every term for `c`, in category order.
-    public static func terms(for c: RunConfiguration, matmulOperandBytes: Int = 0) -> [BufferTerm] {
+    /// Every term for `c`, in category order. `matmulOperandBytes` defaults to what the
+    /// runtime GPT allocates for bf16 matmul operands in `c`'s precision.
+    public static func terms(for c: RunConfiguration, matmulOperandBytes: Int? = nil) -> [BufferTerm] {
         let plan = allocation(for: c)
+        let matmulOperandBytes = matmulOperandBytes ?? GPT.matmulOperandBytes(
+            config: c.model, batchSize: c.microBatch, sequenceLength: c.sequenceLength,
+            precision: c.precision == .bf16 ? ComputePrecision.bf16 : .fp32)
         return plan.buffers(optimizerStateBytesPerElement: c.optimizerBytesPerParameter - 4,
                             activationBytes: c.activationBytes(c.model, c.microBatch, c.sequenceLength),
                             communicatorScratch: communicatorScratch(c, plan),

@@ -27,6 +27,11 @@ public final class GPT: TrainableModel, @unchecked Sendable {
     private let floats: FlatBuffer<Float>
     private let ids: FlatBuffer<Int32>   // tokens [B*T] then targets [B*T]
     private let blockOffsets: BlockOffsets
+    /// bf16 mode only: operand copies of the batched attention (category `.scratch`,
+    /// `matmulOperandBytes` bytes).
+    private let attentionHalves: FlatBuffer<UInt16>?
+    private let attentionFloats: FlatBuffer<Float>?
+    private let attentionBuffers: BF16AttentionBuffers?
 
     public init(config: GPTConfig, batchSize: Int, sequenceLength: Int, ledger: MemoryLedger?, precision: ComputePrecision = .fp32) {
         precondition(sequenceLength >= 1 && sequenceLength <= config.contextLength, "sequence length must be in 1...\(config.contextLength)")
@@ -43,6 +48,27 @@ public final class GPT: TrainableModel, @unchecked Sendable {
         floats = FlatBuffer(count: plan.total, category: .activations, ledger: ledger)
         ids = FlatBuffer(count: 2 * batchSize * sequenceLength, category: .activations, ledger: ledger)
         blockOffsets = BlockOffsets(C: config.channels)
+        if precision == .bf16 {
+            let n = BF16AttentionBuffers.counts(B: batchSize, T: sequenceLength, C: config.channels, NH: config.heads)
+            let halves = FlatBuffer<UInt16>(count: n.halves, category: .scratch, ledger: ledger)
+            let floats = FlatBuffer<Float>(count: n.floats, category: .scratch, ledger: ledger)
+            attentionHalves = halves
+            attentionFloats = floats
+            attentionBuffers = BF16AttentionBuffers(halves: halves.pointer.baseAddress!, floats: floats.pointer.baseAddress!,
+                                                    B: batchSize, T: sequenceLength, C: config.channels)
+        } else {
+            attentionHalves = nil
+            attentionFloats = nil
+            attentionBuffers = nil
+        }
+    }
+
+    /// Bytes of bf16 matmul operand copies this model allocates (category `.scratch`) beyond
+    /// `activationBytes`: the batched attention's buffers in bf16 compute, none in fp32.
+    public static func matmulOperandBytes(config: GPTConfig, batchSize: Int, sequenceLength: Int, precision: ComputePrecision) -> Int {
+        guard precision == .bf16 else { return 0 }
+        let n = BF16AttentionBuffers.counts(B: batchSize, T: sequenceLength, C: config.channels, NH: config.heads)
+        return n.halves * MemoryLayout<UInt16>.stride + n.floats * MemoryLayout<Float>.stride
     }
 
     /// Bytes this model allocates through the ledger for a B x T micro-batch.
@@ -89,7 +115,8 @@ public final class GPT: TrainableModel, @unchecked Sendable {
             Kernels.layerNormForward(out: a + p.ln1, mean: a + p.ln1Mean, rstd: a + p.ln1Rstd, inp: input,
                                      weight: w + o.ln1w, bias: w + o.ln1b, N: N, C: C)
             Kernels.linearForward(out: a + p.qkv, inp: a + p.ln1, weight: w + o.attnW, bias: w + o.attnB, N: N, C: C, OC: 3 * C, matmul: matmul)
-            Kernels.attentionForward(out: a + p.atty, att: a + p.att, qkv: a + p.qkv, B: B, T: T, C: C, NH: config.heads, matmul: matmul)
+            Kernels.attentionForward(out: a + p.atty, att: a + p.att, qkv: a + p.qkv, B: B, T: T, C: C, NH: config.heads, matmul: matmul,
+                                     bf16: attentionBuffers)
             Kernels.linearForward(out: a + p.res2, inp: a + p.atty, weight: w + o.attnProjW, bias: w + o.attnProjB, N: N, C: C, OC: C, matmul: matmul)
             Kernels.residualForward(out: a + p.res2, a: a + p.res2, b: input, count: N * C)
             Kernels.layerNormForward(out: a + p.ln2, mean: a + p.ln2Mean, rstd: a + p.ln2Rstd, inp: a + p.res2,
@@ -146,7 +173,7 @@ public final class GPT: TrainableModel, @unchecked Sendable {
                                    weight: w + o.attnProjW, N: N, C: C, OC: C, matmul: matmul)
             dqkv.update(repeating: 0, count: N * 3 * C)
             Kernels.attentionBackward(dqkv: dqkv, scratch: a + plan.dattScratch, dout: dbuf, qkv: a + p.qkv, att: a + p.att,
-                                      B: B, T: T, C: C, NH: config.heads, matmul: matmul)
+                                      B: B, T: T, C: C, NH: config.heads, matmul: matmul, bf16: attentionBuffers)
             Kernels.linearBackward(dinp: dbuf, dweight: g + o.attnW, dbias: g + o.attnB, dout: dqkv, inp: a + p.ln1,
                                    weight: w + o.attnW, N: N, C: C, OC: 3 * C, matmul: matmul)
             Kernels.layerNormBackward(dinp: dres, dweight: g + o.ln1w, dbias: g + o.ln1b, dout: dbuf, inp: input,

@@ -11,8 +11,11 @@ extension Kernels {
     /// done in blocks of query rows so the masked upper triangle is mostly skipped.
     public static func attentionForward(
         out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
-        qkv: UnsafePointer<Float>, B: Int, T: Int, C: Int, NH: Int, matmul: Matmul = .fp32
+        qkv: UnsafePointer<Float>, B: Int, T: Int, C: Int, NH: Int, matmul: Matmul = .fp32,
+        bf16: BF16AttentionBuffers? = nil
     ) {
+        if matmul.precision == .bf16, let bf16,
+           batchedForward(out: out, att: att, qkv: qkv, B: B, T: T, C: C, NH: NH, buffers: bf16) { return }
         let hs = C / NH, C3 = 3 * C
         let scale = 1 / Float(hs).squareRoot()
         for b in 0..<B {
@@ -56,8 +59,11 @@ extension Kernels {
     public static func attentionBackward(
         dqkv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
         dout: UnsafePointer<Float>, qkv: UnsafePointer<Float>, att: UnsafePointer<Float>,
-        B: Int, T: Int, C: Int, NH: Int, matmul: Matmul = .fp32
+        B: Int, T: Int, C: Int, NH: Int, matmul: Matmul = .fp32,
+        bf16: BF16AttentionBuffers? = nil
     ) {
+        if matmul.precision == .bf16, let bf16,
+           batchedBackward(dqkv: dqkv, dout: dout, qkv: qkv, att: att, B: B, T: T, C: C, NH: NH, buffers: bf16) { return }
         let hs = C / NH, C3 = 3 * C
         let scale = 1 / Float(hs).squareRoot()
         for b in 0..<B {

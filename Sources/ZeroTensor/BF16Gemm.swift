@@ -1,4 +1,5 @@
 import CZeroDNNL
+import CZeroKernels
 import Foundation
 
 /// The dtype the models multiply in. `.bf16` rounds both inputs of every matmul to bf16
@@ -14,6 +15,17 @@ public struct Matmul: Sendable, Equatable {
     public init(_ precision: ComputePrecision) { self.precision = precision }
     public static let fp32 = Matmul(.fp32)
     public static let bf16 = Matmul(.bf16)
+
+    /// Runs `body` (a matmul of m x n x k) under `MatmulProfile`, like `gemm` does.
+    @inline(__always)
+    public func timed(m: Int, n: Int, k: Int, _ body: () -> Void) {
+        let t0 = MatmulProfile.enabled ? MatmulProfile.now() : 0
+        body()
+        if MatmulProfile.enabled {
+            MatmulProfile.seconds += MatmulProfile.now() - t0
+            MatmulProfile.flops += 2 * Double(m) * Double(n) * Double(k)
+        }
+    }
 
     /// C = alpha * op(A) * op(B) + beta * C (row-major; see `Blas.sgemm`).
     @inline(__always)
@@ -83,25 +95,109 @@ public enum BF16Gemm {
         beta: Float = 0,
         c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
+        gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+             a: .float(a, lda), b: .float(b, ldb), beta: beta, c: c, ldc: ldc)
+    }
+
+    /// A matmul input: fp32 with a leading dimension (rounded at the call), or values already
+    /// rounded to bf16, dense in their stored shape (a caller that feeds one operand to two
+    /// matmuls rounds it once).
+    public enum Input {
+        case float(UnsafePointer<Float>, Int)
+        case bf16(UnsafePointer<UInt16>)
+    }
+
+    /// `gemm` with each input either fp32 (rounded here) or already bf16.
+    public static func gemm(
+        transposeA: Bool = false, transposeB: Bool = false,
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: Input, b: Input,
+        beta: Float = 0,
+        c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         if m == 0 || n == 0 { return }
         // Stored shapes: A is m x k (k x m when transposed), B is k x n (n x k).
         let aRows = transposeA ? k : m, aCols = transposeA ? m : k
         let bRows = transposeB ? n : k, bCols = transposeB ? k : n
         if state.path == .oneDNN {
-            let ab = scratch(0, aRows * aCols * 2).assumingMemoryBound(to: UInt16.self)
-            let bb = scratch(1, bRows * bCols * 2).assumingMemoryBound(to: UInt16.self)
-            zt_dnnl_round_bf16(a, aRows, aCols, lda, ab)
-            zt_dnnl_round_bf16(b, bRows, bCols, ldb, bb)
+            let ab = bf16(a, rows: aRows, columns: aCols, slot: 0), bb = bf16(b, rows: bRows, columns: bCols, slot: 1)
             let status = zt_dnnl_gemm_bf16(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, ab, bb, beta, c, ldc)
             if status == 0 { return }
             state.fallBack("oneDNN matmul \(m)x\(n)x\(k) failed (status \(status))")
         }
-        let af = scratch(2, aRows * aCols * 4).assumingMemoryBound(to: Float.self)
-        let bf = scratch(3, bRows * bCols * 4).assumingMemoryBound(to: Float.self)
-        zt_dnnl_quantize_f32(a, aRows, aCols, lda, af)
-        zt_dnnl_quantize_f32(b, bRows, bCols, ldb, bf)
+        let af = quantized(a, rows: aRows, columns: aCols, slot: 2), bf = quantized(b, rows: bRows, columns: bCols, slot: 3)
         Blas.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                    a: af, lda: aCols, b: bf, ldb: bCols, beta: beta, c: c, ldc: ldc)
+    }
+
+    /// The input as dense bf16: rounded into scratch `slot`, or as given.
+    private static func bf16(_ x: Input, rows: Int, columns: Int, slot: Int32) -> UnsafePointer<UInt16> {
+        switch x {
+        case .bf16(let p):
+            return p
+        case .float(let p, let ld):
+            let d = scratch(slot, rows * columns * 2).assumingMemoryBound(to: UInt16.self)
+            round(p, rows: rows, columns: columns, leadingDimension: ld, into: d)
+            return UnsafePointer(d)
+        }
+    }
+
+    /// The input rounded to bf16 and widened back to dense fp32 in scratch `slot` (sgemm path).
+    private static func quantized(_ x: Input, rows: Int, columns: Int, slot: Int32) -> UnsafePointer<Float> {
+        let d = scratch(slot, rows * columns * 4).assumingMemoryBound(to: Float.self)
+        switch x {
+        case .bf16(let p): zt_bf16_widen(p, d, rows * columns)
+        case .float(let p, let ld): zt_dnnl_quantize_f32(p, rows, columns, ld, d)
+        }
+        return UnsafePointer(d)
+    }
+
+    /// A per-thread scratch of `count` bf16 values (slot 4: for callers that round an operand
+    /// once and pass it to several `gemm` calls as `.bf16`).
+    public static func operandScratch(count: Int) -> UnsafeMutablePointer<UInt16> {
+        scratch(4, count * 2).assumingMemoryBound(to: UInt16.self)
+    }
+
+    /// Rounds a rows x columns fp32 matrix (row stride `leadingDimension`) to dense bf16 bit
+    /// patterns, `BFloat16.round`'s rule (the vectorized kernel, same bits).
+    public static func round(_ src: UnsafePointer<Float>, rows: Int, columns: Int, leadingDimension: Int,
+                             into dst: UnsafeMutablePointer<UInt16>) {
+        if leadingDimension == columns || rows == 1 {
+            zt_bf16_round(src, dst, rows * columns)
+        } else {
+            for r in 0..<rows { zt_bf16_round(src + r * leadingDimension, dst + r * columns, columns) }
+        }
+    }
+
+    /// Element strides of a 4-d operand (batch0, batch1, row, column) for `batched`.
+    public typealias Strides = (Int, Int, Int, Int)
+
+    /// For every (i, j) < (batch0, batch1): C[i, j] = alpha A[i, j] B[i, j] + beta C[i, j] with
+    /// A[i, j] m x k and B[i, j] k x n already in bf16 and C fp32, each element at
+    /// base + i s.0 + j s.1 + row s.2 + column s.3 (strides express transposes and heads that
+    /// sit side by side in a row). One oneDNN primitive per shape and strides, cached.
+    /// Returns false (after switching the process to the sgemm path, said once on stderr)
+    /// when oneDNN cannot run it; the caller then computes the product another way.
+    public static func batched(
+        batch: (Int, Int), m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<UInt16>, aStrides: Strides,
+        b: UnsafePointer<UInt16>, bStrides: Strides,
+        beta: Float = 0,
+        c: UnsafeMutablePointer<Float>, cStrides: Strides
+    ) -> Bool {
+        guard state.path == .oneDNN else { return false }
+        let t0 = MatmulProfile.enabled ? MatmulProfile.now() : 0
+        var sa = [aStrides.0, aStrides.1, aStrides.2, aStrides.3]
+        var sb = [bStrides.0, bStrides.1, bStrides.2, bStrides.3]
+        var sc = [cStrides.0, cStrides.1, cStrides.2, cStrides.3]
+        let status = zt_dnnl_batched_bf16(batch.0, batch.1, m, n, k, &sa, &sb, &sc, alpha, beta, a, b, c)
+        if MatmulProfile.enabled {
+            MatmulProfile.seconds += MatmulProfile.now() - t0
+            MatmulProfile.flops += 2 * Double(batch.0 * batch.1) * Double(m) * Double(n) * Double(k)
+        }
+        if status == 0 { return true }
+        state.fallBack("oneDNN batched matmul \(batch.0)x\(batch.1)x\(m)x\(n)x\(k) failed (status \(status))")
+        return false
     }
 
     private static func scratch(_ slot: Int32, _ bytes: Int) -> UnsafeMutableRawPointer {

@@ -33,6 +33,21 @@ extension Kernels {
         dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         N: Int, C: Int, OC: Int, matmul: Matmul = .fp32
     ) {
+        if matmul.precision == .bf16 && BF16Gemm.path == .oneDNN {
+            // dout feeds both products: round it once.
+            let d = BF16Gemm.operandScratch(count: N * OC)
+            matmul.timed(m: dinp == nil ? 0 : N, n: C, k: OC) {
+                BF16Gemm.round(dout, rows: 1, columns: N * OC, leadingDimension: N * OC, into: d)
+                if let dinp {
+                    BF16Gemm.gemm(transposeB: true, m: N, n: C, k: OC, a: .bf16(d), b: .float(weight, OC), c: dinp, ldc: C)
+                }
+            }
+            matmul.timed(m: C, n: OC, k: N) {
+                BF16Gemm.gemm(transposeA: true, m: C, n: OC, k: N, a: .float(inp, C), b: .bf16(d), beta: 1, c: dweight, ldc: OC)
+            }
+            if let dbias { biasBackward(dbias: dbias, dout: dout, N: N, OC: OC) }
+            return
+        }
         if let dinp {
             matmul.gemm(transposeB: true, m: N, n: C, k: OC, a: dout, lda: OC, b: weight, ldb: OC,
                         beta: 0, c: dinp, ldc: C)

@@ -79,30 +79,36 @@ struct BenchStep: ParsableCommand {
         // Steps, sgemms and bf16 GEMMs alternate, so all see the same background load.
         var forwardTimes: [Double] = [], backwardTimes: [Double] = [], sgemmTimes: [Double] = [], bf16Times: [Double] = []
         var matmulShares: [Double] = []
+        // Process CPU time next to wall time: on a shared machine, preemption inflates wall
+        // time but not CPU time (one thread: the CPU time is the step's own compute).
+        var cpuTotals: [Double] = [], sgemmCPU: [Double] = [], bf16CPU: [Double] = []
         for i in 0..<(warmup + repeats) {
             for gb in grads { gb.fill(0) }
             MatmulProfile.reset()
             MatmulProfile.enabled = true
+            let c0 = cpuNow()
             let t0 = now()
             for op in gpt.opUnits.indices { gpt.forward(op: op, weights: w) }
             let t1 = now()
             for op in gpt.opUnits.indices.reversed() { gpt.backward(op: op, weights: w, gradients: g) }
             let t2 = now()
+            let c2 = cpuNow()
             MatmulProfile.enabled = false
             if i >= warmup {
+                cpuTotals.append(c2 - c0)
                 forwardTimes.append(t1 - t0); backwardTimes.append(t2 - t1)
                 matmulShares.append(MatmulProfile.seconds / (t2 - t0))
             }
             for _ in 0..<3 {
-                let t3 = now()
+                let c3 = cpuNow(), t3 = now()
                 Blas.sgemm(m: m, n: n, k: k, a: a.pointer.baseAddress!, lda: k, b: b.pointer.baseAddress!, ldb: n,
                            c: c.pointer.baseAddress!, ldc: n)
-                if i >= warmup { sgemmTimes.append(now() - t3) }
+                if i >= warmup { sgemmTimes.append(now() - t3); sgemmCPU.append(cpuNow() - c3) }
                 // The bf16 route as the model calls it: rounding of both inputs included.
-                let t4 = now()
+                let c4 = cpuNow(), t4 = now()
                 BF16Gemm.gemm(m: m, n: n, k: k, a: a.pointer.baseAddress!, lda: k, b: b.pointer.baseAddress!, ldb: n,
                               c: c.pointer.baseAddress!, ldc: n)
-                if i >= warmup { bf16Times.append(now() - t4) }
+                if i >= warmup { bf16Times.append(now() - t4); bf16CPU.append(cpuNow() - c4) }
             }
         }
         let totals = zip(forwardTimes, backwardTimes).map { $0 + $1 }
@@ -115,6 +121,11 @@ struct BenchStep: ParsableCommand {
         let bf16Gflops = 2 * Double(m * n * k) / median(bf16Times) / 1e9
         let gemmGflops = compute == .bf16 ? bf16Gflops : sgemmGflops
         let matmulShare = median(matmulShares)
+        let cpuSeconds = median(cpuTotals)
+        let cpuGflops = flops / cpuSeconds / 1e9
+        let cpuSgemm = 2 * Double(m * n * k) / median(sgemmCPU) / 1e9
+        let cpuBF16 = 2 * Double(m * n * k) / median(bf16CPU) / 1e9
+        let cpuGemm = compute == .bf16 ? cpuBF16 : cpuSgemm
         let core = Blas.coreName, isa = BF16Gemm.isa, path = BF16Gemm.path.rawValue
 
         if json {
@@ -125,6 +136,8 @@ struct BenchStep: ParsableCommand {
                 "fraction_of_sgemm": gflops / sgemmGflops, "blas_threads": Blas.threadCount, "loss": Double(gpt.loss),
                 "precision": compute.rawValue, "gemm_gflops": gemmGflops, "bf16_gemm_gflops": bf16Gflops,
                 "fraction_of_gemm": gflops / gemmGflops, "matmul_share": matmulShare, "elementwise_share": 1 - matmulShare,
+                "cpu_seconds": cpuSeconds, "cpu_gflops": cpuGflops, "cpu_sgemm_gflops": cpuSgemm,
+                "cpu_bf16_gemm_gflops": cpuBF16, "cpu_fraction_of_gemm": cpuGflops / cpuGemm,
                 "openblas_core": core, "onednn_isa": isa, "onednn_version": BF16Gemm.version, "bf16_path": path,
             ]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
@@ -137,8 +150,17 @@ struct BenchStep: ParsableCommand {
             print(String(format: "  total     %8.2f ms   %.3f GFLOP   %.1f GFLOP/s", seconds * 1e3, flops / 1e9, gflops))
             print(String(format: "  sgemm     %dx%dx%d   %.1f GFLOP/s   -> step reaches %.0f%% of sgemm", m, n, k, sgemmGflops, 100 * gflops / sgemmGflops))
             print(String(format: "  bf16 GEMM %dx%dx%d   %.1f GFLOP/s   -> step reaches %.0f%% of bf16 GEMM", m, n, k, bf16Gflops, 100 * gflops / bf16Gflops))
+            print(String(format: "  CPU time  %8.2f ms   %.1f GFLOP/s; sgemm %.1f, bf16 GEMM %.1f GFLOP/s -> %.0f%% of the ",
+                         cpuSeconds * 1e3, cpuGflops, cpuSgemm, cpuBF16, 100 * cpuGflops / cpuGemm) + "\(compute.rawValue) rate")
             print(String(format: "  matmuls %.0f%% of the step, elementwise and the rest %.0f%%", 100 * matmulShare, 100 * (1 - matmulShare)))
         }
+    }
+
+    /// CPU seconds of this process (all threads).
+    private func cpuNow() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
     private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }

@@ -1,6 +1,7 @@
 import Testing
 import ZeroMemory
 import ZeroModels
+import ZeroTensor
 
 /// The runtime's buffer plan, checked against hand arithmetic for gpt-tiny on 2 ranks.
 ///
@@ -46,7 +47,13 @@ import ZeroModels
         #expect(e.bytes(.communication) == 1 * 25600 * 2)
         // Two op slots (embedding + largest other unit), bf16 gathered + fp32 widened.
         #expect(e.bytes(.gathered) == (2 + 4) * (20480 + 51200))
-        #expect(e.bytes(.scratch) == 2 * 4 * 2 * 16)
+        // Batch (tokens + targets) and bf16 compute's attention operands:
+        // bf16 qkv, dy, P [B T 3C + B T C + B NH T T] and fp32 dS [B NH T T].
+        let (B, T, C, NH) = (2, 16, tiny.channels, tiny.heads)
+        let operands = 2 * (4 * B * T * C + B * NH * T * T) + 4 * B * NH * T * T
+        #expect(GPT.matmulOperandBytes(config: tiny, batchSize: B, sequenceLength: T, precision: .bf16) == operands)
+        #expect(GPT.matmulOperandBytes(config: tiny, batchSize: B, sequenceLength: T, precision: .fp32) == 0)
+        #expect(e.bytes(.scratch) == 2 * 4 * 2 * 16 + operands)
         let padding = 3456 * (2 + 4 + 8) + 4 * 1216 + 2 * 1216 + 4 * 3456 + 6 * 1216
         #expect(e.paddingBytes == padding)
         #expect(e.totalBytes == e.categories.values.reduce(0, +))
@@ -61,7 +68,8 @@ import ZeroModels
         #expect(e.bytes(.optimizerState) == 8 * 124928)
         #expect(e.bytes(.gradients) == 4 * 124928 + 2 * 51200 + 3 * 4 * 124928)    // 3 levels for A = 6
         #expect(e.bytes(.gathered) == 0)
-        #expect(e.bytes(.scratch) == 4 * (20480 + 51200) + 256)                        // fp32 op slots + batch
+        #expect(e.bytes(.scratch) == 4 * (20480 + 51200) + 256                         // fp32 op slots + batch
+                + GPT.matmulOperandBytes(config: tiny, batchSize: 2, sequenceLength: 16, precision: .bf16))
         #expect(e.paddingBytes == 4352 * (2 + 4 + 8 + 4 + 12) + 2 * 1216 + 4 * 1216)
     }
 

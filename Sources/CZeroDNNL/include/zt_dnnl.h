@@ -12,6 +12,15 @@
 int zt_dnnl_gemm_bf16(int transA, int transB, long M, long N, long K, float alpha,
                       const uint16_t *A, const uint16_t *B, float beta, float *C, long ldc);
 
+/// Batched strided matmul, for every (i, j) < (batch0, batch1):
+/// C[i, j] (M x N) = alpha * A[i, j] (M x K) * B[i, j] (K x N) + beta * C[i, j].
+/// Element (i, j, r, c) of each operand lives at base + i*s[0] + j*s[1] + r*s[2] + c*s[3]
+/// (bf16 bit patterns for A and B, fp32 for C): strides express transposes and interleaved
+/// heads. Cached like zt_dnnl_gemm_bf16. Returns 0 or the oneDNN status.
+int zt_dnnl_batched_bf16(long batch0, long batch1, long M, long N, long K,
+                         const long aStrides[4], const long bStrides[4], const long cStrides[4],
+                         float alpha, float beta, const uint16_t *A, const uint16_t *B, float *C);
+
 /// Rounds a rows x cols fp32 matrix (leading dimension ld) to dense bf16, round to nearest
 /// even exactly as torch.bfloat16 (NaN stays quiet with its sign, subnormals kept).
 void zt_dnnl_round_bf16(const float *src, long rows, long cols, long ld, uint16_t *dst);
@@ -19,7 +28,7 @@ void zt_dnnl_round_bf16(const float *src, long rows, long cols, long ld, uint16_
 /// Same rounding, widened back to fp32 into a dense rows x cols buffer (the sgemm fallback).
 void zt_dnnl_quantize_f32(const float *src, long rows, long cols, long ld, float *dst);
 
-/// A per-thread scratch buffer of at least `bytes` (slot 0..3), grown as needed, never freed
+/// A per-thread scratch buffer of at least `bytes` (slot 0..7), grown as needed, never freed
 /// while the thread lives. NULL if the allocation fails.
 void *zt_dnnl_scratch(int slot, long bytes);
 
