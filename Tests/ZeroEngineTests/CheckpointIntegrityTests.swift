@@ -107,7 +107,7 @@ import ZeroEngine
     @Test func timelinesShareADirectoryWithoutHarm() throws {
         let dir = temporaryDirectory("timelines")
         var a = tinyConfig(stage: 2, globalMicroBatches: 2, steps: 4)
-        a.schedule = "constant"   // runs of different lengths share one schedule
+        a.schedule = .constant   // runs of different lengths share one schedule
         a.save = dir.path
         a.saveEvery = 1
         a.keep = 10

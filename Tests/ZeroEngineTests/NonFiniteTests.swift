@@ -70,7 +70,7 @@ import ZeroModels
     @Test func updateThatMakesWeightsNonFiniteStopsTheRun() throws {
         let dir = temporaryDirectory("nan-update")
         var config = tinyConfig(stage: 3, globalMicroBatches: 2, steps: 3)
-        config.optimizer = "sgd"
+        config.optimizer = .sgd
         config.lr = 1e39   // finite as a Double, +inf in the fp32 update
         config.save = dir.path
         config.saveEvery = 1
