@@ -44,6 +44,14 @@ import ZeroEngine
         #expect(try JSONDecoder().decode(TrainingConfig.self, from: c.canonicalJSON()) == c)
     }
 
+    /// Every stored field of TrainingConfig has its table entry (its JSON form comes from the
+    /// table, so a field without one would be missing from the manifest and the consensus check).
+    @Test func everyFieldIsInTheTable() {
+        let fields = Set(Mirror(reflecting: TrainingConfig()).children.compactMap(\.label))
+        let keys = Set(TrainingOption.all.map(\.manifestKey))
+        #expect(fields == keys, "fields without an option: \(fields.subtracting(keys).sorted()); options without a field: \(keys.subtracting(fields).sorted())")
+    }
+
     /// Every option's table entry agrees with the struct: its default passes its own check, and
     /// setting the default's text reproduces it.
     @Test func everyOptionRoundTripsItsDefault() throws {
