@@ -128,6 +128,14 @@ extension Trainer {
         do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
             throw TrainingError("cannot create checkpoint directory \(dir.path): \(underlyingReason(error))")
         }
+        // A second signal mid-save removes this process's temporary files (every simulated
+        // rank's; under MPI its own). Names as SafeTensors.writeAtomically makes them.
+        let local = communicator.backendName == "simulated" ? Array(0..<ranks) : [rank]
+        if rank == local[0] {
+            StopSignals.saving(temporaries: local.map { dir.appendingPathComponent(".\(Checkpoint.rankFileName($0)).tmp-\(getpid())").path }
+                + (rank == 0 ? [dir.appendingPathComponent(".manifest.json.tmp-\(getpid())").path] : []))
+        }
+        defer { if rank == local[0] { StopSignals.saving(temporaries: nil) } }
         // Views into the master must outlive serialization: collect copies.
         var masters: [[Float]] = []
         var raw: [(name: String, bytes: Data)] = []
