@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Step time against link rate on the local cluster rig (docs/performance.md, "Across
-# hosts"): for each rate and stage, a short gpt-small job on HOSTS x 1 ranks, and
+# hosts"): for each rate and stage, a short training job (gpt-small by default) on HOSTS x 1 ranks, and
 # `bench comm` on the same link for the communication-alone estimate.
 # Usage (root): launch/rig-bench.sh [--rates "none 10gbit 1gbit 200mbit"] [--stages "2 3"]
-#               [--steps 6] [--hosts 2] [--global-micro-batches 4] [-- EXTRA zero-train ARGS]
+#               [--steps 6] [--hosts 2] [--global-micro-batches 4]
+#               [--model gpt-small] [-- EXTRA zero-train ARGS]
 # Prints one table row per (rate, stage); medians over the steps after the first two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rates="10gbit 1gbit 200mbit" stages="2 3" steps=6 hosts=2 micro=4
+rates="10gbit 1gbit 200mbit" stages="2 3" steps=6 hosts=2 micro=4 model=gpt-small
 while [ $# -gt 0 ]; do
     case "$1" in
         --rates) rates="$2"; shift 2 ;;
@@ -15,6 +16,7 @@ while [ $# -gt 0 ]; do
         --steps) steps="$2"; shift 2 ;;
         --hosts) hosts="$2"; shift 2 ;;
         --global-micro-batches) micro="$2"; shift 2 ;;
+        --model) model="$2"; shift 2 ;;
         --) shift; break ;;
         *) echo "rig-bench.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
@@ -30,7 +32,7 @@ for rate in $rates; do
     launch/local-cluster.sh --hosts "$hosts" --slots 1 "${shaping[@]}" -- "$bin" bench comm --sizes 2M --iterations 5 --json \
         > "$out/comm-$rate.json" 2>/dev/null
     for stage in $stages; do
-        launch/local-cluster.sh --hosts "$hosts" --slots 1 "${shaping[@]}" -- "$bin" --model gpt-small --stage "$stage" \
+        launch/local-cluster.sh --hosts "$hosts" --slots 1 "${shaping[@]}" -- "$bin" --model "$model" --stage "$stage" \
             --steps "$steps" --global-micro-batches "$micro" --log-every 0 --metrics "$out/m.jsonl" "$@" > /dev/null
         python3 - "$out/m.jsonl" "$out/comm-$rate.json" "$rate" "$stage" <<'EOF'
 import json, statistics, sys

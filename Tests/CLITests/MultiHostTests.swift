@@ -44,10 +44,11 @@ enum Rig {
         return out.split(separator: "\n").compactMap { Int32($0) }
     }
 
-    /// The rig's namespaces still present (all are named zr<pid>...).
+    /// The namespaces of the rig with script pid `pid` still present (zr<pid>h<i>, zr<pid>sw).
     static func namespaces(of pid: Int32) -> [String] {
         let list = (try? runProcess(URL(fileURLWithPath: "/usr/bin/env"), ["ip", "netns", "list"], timeout: .seconds(10)))?.stdout ?? ""
-        return list.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }.filter { $0.hasPrefix("zr\(pid)") }
+        return list.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }
+            .filter { $0 == "zr\(pid)sw" || ($0.hasPrefix("zr\(pid)h") && Int($0.dropFirst("zr\(pid)h".count)) != nil) }
     }
 }
 
@@ -94,9 +95,10 @@ struct MultiHostTests {
         let lines = Set(r.stdout.split(separator: "\n").map(String.init))
         #expect(lines.count == 2, "expected two distinct hosts, got \(lines)")
         #expect(lines.allSatisfy { $0.contains("-h0 10.") || $0.contains("-h1 10.") })
-        let listed = (try? runProcess(URL(fileURLWithPath: "/usr/bin/env"), ["ip", "netns", "list"], timeout: .seconds(10)))?.stdout ?? ""
-        let prefixes = lines.compactMap { $0.split(separator: "-").first.map(String.init) }
-        #expect(!prefixes.contains { listed.contains($0) }, "namespaces left behind: \(listed)")
+        // Hostnames are zr<pid>-h<i>, namespaces zr<pid>h<i> and zr<pid>sw.
+        let pids = Set(lines.compactMap { Int32($0.prefix { $0 != "-" }.dropFirst(2)) })
+        #expect(pids.count == 1)
+        for pid in pids { #expect(Rig.namespaces(of: pid).isEmpty, "namespaces left behind") }
     }
 
     @Test("the command's exit code is the rig's, and bad usage gets one line")
