@@ -142,14 +142,14 @@ import Testing
         let r = try runProcess(zeroTrainBinary(), ["--model", "gpt-medium", "--simulate", "1024", "--steps", "1"], timeout: .seconds(60))
         #expect(r.status != 0)
         let lines = r.stderr.split(separator: "\n")
-        #expect(lines.count == 1 && lines[0].contains("--simulate 1024 needs about") && lines[0].contains("available"), "\(r.stderr)")
+        #expect(lines.count == 1 && lines[0].contains("needs") && lines[0].contains("for 1024 ranks on this machine"), "\(r.stderr)")
     }
 
     @Test func simulateUnderMPIIsRefused() throws {
         let dir = FaultInjectionTests.scratch("mpisim")
         let r = try runMPI(ranks: 2, ["--simulate", "2", "--model", "gpt-tiny", "--seq-len", "32", "--steps", "1", "--save", dir.path], timeout: .seconds(60))
         #expect(r.status != 0)
-        #expect(r.stderr.contains("--simulate runs every rank in one process"), "\(r.stderr)")
+        #expect(r.stderr.contains("--simulate cannot run under mpirun"), "\(r.stderr)")
     }
 }
 
