@@ -74,6 +74,7 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
     var losses: [Double] = [], norms: [Double] = []
     var tokens = 0, seconds = 0.0
     var stopSignal: Int32 = 0
+    var lastSaved: URL? = nil
     while trainer.step < config.steps {
         let commBefore = comm.timing
         let r = try trainer.trainStep()
@@ -118,10 +119,13 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
         }
         if let root = saveRoot, (config.saveEvery > 0 && r.step % config.saveEvery == 0) || r.step == config.steps || stopSignal != 0 {
             let dir = try trainer.saveCheckpoint(root: root, identity: identity)
+            lastSaved = dir
             log("saved checkpoint step \(r.step) to \(dir.path)")
         }
         if stopSignal != 0 { break }
     }
+    // A signal during the last step changes nothing: the run is complete.
+    if trainer.step >= config.steps { stopSignal = 0 }
     let sha = try trainer.consolidatedMasterSHA256()
     let summary = RunSummary(
         steps: trainer.step, losses: losses, gradNorms: norms, skippedSteps: trainer.skippedSteps, paramsSHA256: sha,
@@ -135,7 +139,8 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
                     ("skipped_steps", "\(summary.skippedSteps)"), ("tokens_per_second", jsonNumber(summary.tokensPerSecond))]
                    + (stopSignal != 0 ? [("stopped_by", jsonQuoted(StopSignals.name(stopSignal)))] : []))
     if stopSignal != 0 {
-        let saved = saveRoot.map { "; checkpoint saved under \($0.path), continue with --resume \($0.path)" } ?? "; no checkpoint (no --save)"
+        let saved = lastSaved.map { "; saved checkpoint \($0.path), continue with --resume \($0.deletingLastPathComponent().path)" }
+            ?? "; no checkpoint (no --save)"
         throw AgreedFailure("stopped by \(StopSignals.name(stopSignal)) after step \(trainer.step) of \(config.steps)\(saved)")
     }
     log("done: \(summary.steps) steps | params_sha256 \(sha)")
