@@ -25,7 +25,7 @@ struct Train: ParsableCommand {
         """
     )
 
-    @Option(help: "Model: gpt-tiny, gpt-small, gpt-medium, gpt2-124m, mlp.") var model: String?
+    @Option(help: "Model: gpt-tiny, gpt-small, gpt-medium, gpt2-124m, mlp, or a GPT shape gpt-L<n>-H<n>-C<n>-T<n>-V<n>.") var model: String?
     @Option(help: "ZeRO stage: 0 (data parallel), 1 (shard optimizer state), 2 (+gradients), 3 (+parameters).") var stage: Int?
     @Option(help: "Total optimizer steps of the run (a resumed run continues to this total).") var steps: Int?
     @Option(help: "Sequences per micro-batch (B).") var microBatch: Int?
@@ -44,7 +44,12 @@ struct Train: ParsableCommand {
     @Option(help: "Optimizer: adamw, adam, sgd, adagrad, rmsprop, lion, adamw8bit.") var optimizer: String?
     @Option(help: "bf16 (bf16 working weights and gradients, fp32 master and moments) or fp32.") var precision: String?
     @Option(help: "Training data: a text file (bytes) or an llm.c .bin token shard. Default: the embedded corpus.") var data: String?
-    @Option(name: .customLong("init"), help: "Initial weights from a Hugging Face GPT-2 .safetensors file.") var initFrom: String?
+    @Option(name: .customLong("init"), help: "Initial weights: a Hugging Face GPT-2 .safetensors file, or a save_pretrained directory (its config.json gives the shape).") var initFrom: String?
+    @Option(help: "GPT layers (n_layer), replacing the model's.") var nLayer: Int?
+    @Option(help: "GPT attention heads (n_head), replacing the model's.") var nHead: Int?
+    @Option(help: "GPT channels (n_embd), replacing the model's.") var nEmbd: Int?
+    @Option(help: "GPT context length (n_positions), replacing the model's.") var blockSize: Int?
+    @Option(help: "GPT vocabulary size, replacing the model's.") var vocabSize: Int?
     @Option(help: "Seed for initialization and data order.") var seed: UInt64?
     @Option(help: "Save sharded checkpoints under DIR.") var save: String?
     @Option(help: "Save every N steps (and at the end).") var saveEvery: Int?
@@ -58,6 +63,9 @@ struct Train: ParsableCommand {
     @Option(help: "OpenBLAS threads per rank (default 1). Bits are identical across rank counts only for the same value.") var blasThreads: Int?
     @Flag(help: "Stop with an error on a non-finite gradient norm instead of skipping the step.") var errorIfNonfinite = false
     @Option(help: "Print a progress line every N steps.") var logEvery: Int = 1
+    @Option(help: "Print a sample from the current weights every K steps (GPT models).") var sampleEvery: Int = 0
+    @Option(help: "Prompt of --sample-every (text, or token ids for token models).") var samplePrompt: String = "\n"
+    @Option(help: "Tokens each --sample-every sample generates.") var sampleTokens: Int = 64
 
     func buildConfig() throws -> TrainingConfig {
         var c = TrainingConfig()
@@ -90,6 +98,8 @@ struct Train: ParsableCommand {
         if let v = maxSkips { c.maxSkips = v }
         if let v = blasThreads { c.blasThreads = v }
         if errorIfNonfinite { c.errorIfNonfinite = true }
+        try c.resolveModelShape(modelGiven: model != nil, overrides: ShapeOverrides(
+            layers: nLayer, heads: nHead, channels: nEmbd, contextLength: blockSize, vocabularySize: vocabSize))
         try c.validate()
         return c
     }
@@ -97,10 +107,14 @@ struct Train: ParsableCommand {
     func run() throws {
         let c: TrainingConfig
         do { c = try buildConfig() } catch { fail(error) }
+        guard sampleEvery >= 0, sampleTokens >= 0 else { fail(ConfigError("--sample-every and --sample-tokens must be >= 0")) }
         var options = RunOptions()
         options.resume = resume.map { URL(fileURLWithPath: $0) }
         options.metricsPath = metrics
         options.logEvery = logEvery
+        options.sampleEvery = sampleEvery
+        options.samplePrompt = samplePrompt
+        options.sampleTokens = sampleTokens
         options.log = { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
         let runOptions = options
         runOnRanks(simulate: simulate, timeout: c.timeout) { comm in
