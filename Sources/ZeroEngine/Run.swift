@@ -56,6 +56,7 @@ public func runTraining(config: TrainingConfig, communicator comm: any Communica
         try trainer.loadCheckpoint(dir)
         log("resumed from \(dir.path) at step \(trainer.step)")
     } else if let initFile = config.initFrom {
+        log("loading initial weights from \(initFile)")
         try trainer.initialize(fromSafetensors: URL(fileURLWithPath: initFile))
     } else {
         trainer.initializeFromSeed()
