@@ -37,7 +37,11 @@ extension TrainingConfig {
             guard !model.hasPrefix("mlp") else { throw ConfigError("--n-layer/--n-head/--n-embd/--block-size/--vocab-size apply to GPT models, not \(model)") }
             do { base = try GPTConfig.parse(model) } catch { throw ConfigError("\(error)") }
         }
-        guard let b = base else { return }
+        guard let b = base else {
+            // Say what is wrong with a mistyped shape name (validate() only lists the presets).
+            if !model.hasPrefix("mlp") { do { _ = try GPTConfig.parse(model) } catch { throw ConfigError("\(error)") } }
+            return
+        }
         do {
             model = try b.with(layers: overrides.layers, heads: overrides.heads, channels: overrides.channels,
                                contextLength: overrides.contextLength, vocabularySize: overrides.vocabularySize).name

@@ -96,5 +96,7 @@ import ZeroModels
         let clash = try runProcess(zeroTrainBinary(), ["--simulate", "1", "--model", "gpt-tiny", "--init", Self.hf.appendingPathComponent("tiny").path,
                                                        "--steps", "1"], timeout: .seconds(60))
         #expect(clash.status != 0 && clash.stderr.contains("differs from"), "\(clash.stderr)")
+        let typo = try runProcess(zeroTrainBinary(), ["--simulate", "1", "--model", "gpt-L2-H3-C32-T48-V260", "--steps", "1"], timeout: .seconds(60))
+        #expect(typo.status != 0 && typo.stderr.contains("not a multiple of n_head"), "\(typo.stderr)")
     }
 }
