@@ -26,13 +26,25 @@ extension ChoiceValue where RawValue == String {
     public var description: String { rawValue }
 }
 
-/// The preset models (the GPT presets of `GPTConfig.presets`, and a small MLP).
-public enum ModelName: String, ChoiceValue {
-    case gptTiny = "gpt-tiny"
-    case gptSmall = "gpt-small"
-    case gptMedium = "gpt-medium"
-    case gpt2 = "gpt2-124m"
-    case mlp
+/// The model: a preset (the GPT presets of `GPTConfig.presets`, and a small MLP), or any GPT
+/// shape spelled "gpt-L<layers>-H<heads>-C<channels>-T<context>-V<vocab>" (`GPTConfig.parse`).
+/// The name is how a shape travels (config, manifest, consensus check), so it needs no other
+/// field. `allCases` are the presets, which `--help` lists.
+public struct ModelName: ChoiceValue, Hashable {
+    public let rawValue: String
+    public init?(rawValue: String) {
+        // A preset, or anything spelled like a shape: resolveModelShape says what is wrong with a bad one.
+        guard Self.allCases.contains(where: { $0.rawValue == rawValue }) || rawValue.hasPrefix("gpt-L") else { return nil }
+        self.rawValue = rawValue
+    }
+    private init(preset: String) { rawValue = preset }
+
+    public static let gptTiny = ModelName(preset: "gpt-tiny")
+    public static let gptSmall = ModelName(preset: "gpt-small")
+    public static let gptMedium = ModelName(preset: "gpt-medium")
+    public static let gpt2 = ModelName(preset: "gpt2-124m")
+    public static let mlp = ModelName(preset: "mlp")
+    public static let allCases: [ModelName] = [.gptTiny, .gptSmall, .gptMedium, .gpt2, .mlp]
 }
 
 /// ZeRO stage: what each rank shards.

@@ -29,6 +29,10 @@ public struct RunOptions: Sendable {
     /// Print a progress line every N steps (rank 0); 0 for none.
     public var logEvery = 1
     public var log: @Sendable (String) -> Void = { print($0) }
+    /// Print a sample of `sampleTokens` after `samplePrompt` every K steps (GPT models; 0: never).
+    public var sampleEvery = 0
+    public var samplePrompt = "\n"
+    public var sampleTokens = 64
     public init() {}
 }
 
@@ -62,6 +66,7 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
         identity.resume(from: try Checkpoint.readManifest(dir))
         log("resumed from \(dir.path) at step \(trainer.step)")
     } else if let initFile = config.initFrom {
+        log("loading initial weights from \(initFile)")
         try trainer.initialize(fromSafetensors: URL(fileURLWithPath: initFile))
     } else {
         trainer.initializeFromSeed()
@@ -75,6 +80,7 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
     var tokens = 0, seconds = 0.0
     var stopSignal: Int32 = 0
     var lastSaved: URL? = nil
+    let started = ContinuousClock.now, firstStep = trainer.step
     while trainer.step < config.steps {
         let commBefore = comm.timing
         let r = try trainer.trainStep()
@@ -100,10 +106,13 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
             let peaks = perRank.map { Int($0[0]) }
             if options.logEvery > 0 && (r.step % options.logEvery == 0 || r.step == config.steps || r.step == 1) {
                 let mem = peaks.map { formatBytes($0) }.joined(separator: " ")
-                log(String(format: "step %5d/%d | loss %.4f | lr %.3e | grad_norm_preclip %.3f | %.0f tok/s | %.0f ms (comm exposed %.0f%%)%@ | peak/rank %@",
+                let since = (ContinuousClock.now - started).components
+                let elapsed = Double(since.seconds) + Double(since.attoseconds) * 1e-18
+                let eta = elapsed / Double(r.step - firstStep) * Double(config.steps - r.step)
+                log(String(format: "step %5d/%d | loss %.4f | lr %.3e | grad_norm_preclip %.3f | %.0f tok/s | %.0f ms (comm exposed %.0f%%)%@ | peak/rank %@ | elapsed %@ | eta %@",
                            r.step, config.steps, r.loss, r.learningRate, r.gradNormPreclip, Double(r.tokens) / r.seconds,
                            r.seconds * 1000, r.seconds > 0 ? 100 * commTime.waitSeconds / r.seconds : 0,
-                           r.skipped ? " | SKIPPED (non-finite)" : "", mem))
+                           r.skipped ? " | SKIPPED (non-finite)" : "", mem, formatDuration(elapsed), formatDuration(eta)))
             }
             metrics?.write([
                 ("step", "\(r.step)"), ("loss", jsonNumber(r.loss)), ("lr", jsonNumber(r.learningRate)),
@@ -116,6 +125,10 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
                 ("peak_ledger_bytes_per_rank", "[" + peaks.map(String.init).joined(separator: ", ") + "]"),
                 ("peak_bytes_by_category", jsonObject(Dictionary(uniqueKeysWithValues: ledger.peakByCategory.map { ($0.key.rawValue, $0.value) }))),
             ] + stepTimingFields(commTime, computeSeconds: computeSeconds))
+        }
+        if options.sampleEvery > 0 && r.step % options.sampleEvery == 0, let gpt = GPTConfig.named(config.model) {
+            let units = try trainer.consolidatedMaster()   // collective: every rank gathers
+            if comm.rank == 0 { log("sample at step \(r.step): " + sampleText(config, gpt, units, prompt: options.samplePrompt, count: options.sampleTokens)) }
         }
         if let root = saveRoot, (config.saveEvery > 0 && r.step % config.saveEvery == 0) || r.step == config.steps || stopSignal != 0 {
             let dir = try trainer.saveCheckpoint(root: root, identity: identity)
@@ -199,4 +212,13 @@ extension Trainer {
             return Array(full[0..<n])
         }
     }
+}
+
+/// "42s", "3m07s", "2h05m" for the progress line's elapsed time and ETA.
+func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite, seconds >= 0 else { return "?" }
+    let s = Int(seconds.rounded())
+    if s < 60 { return "\(s)s" }
+    if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }
+    return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60)
 }

@@ -88,6 +88,13 @@ extension Accepted where Value: ChoiceValue {
     }
 }
 
+extension Accepted where Value == ModelName {
+    /// The presets, or a custom GPT shape by name.
+    static var presetOrShape: Accepted {
+        Accepted(anyCase.phrase + ", or a GPT shape gpt-L<layers>-H<heads>-C<channels>-T<context>-V<vocab>") { _ in true }
+    }
+}
+
 extension Accepted where Value == String {
     static let path = Accepted("a non-empty path") { !$0.isEmpty }
 }
@@ -166,7 +173,8 @@ extension TrainingOption {
 extension TrainingOption {
     /// Every option of a training run, in `--help` order.
     public static let all: [TrainingOption] = [
-        option("model", \.model, manifest: "model", .anyCase, "Model preset."),
+        option("model", \.model, manifest: "model", .presetOrShape,
+               "Model: a preset, or any GPT shape by name (e.g. gpt-L2-H4-C32-T48-V260; or --n-layer etc.)."),
         option("stage", \.stage, manifest: "stage", math: false, .anyCase,
                "ZeRO stage: 0 (data parallel), 1 (shard optimizer state), 2 (+gradients), 3 (+parameters)."),
         option("steps", \.steps, manifest: "steps", math: false, .from(1, to: 1_000_000_000),

@@ -90,11 +90,19 @@ public struct MemoryReport: Sendable {
     /// DeepSpeed's largest_layer_params input (nil in the scale view unless given).
     public var largestLayerParameters: Int?
     public var measured: MeasuredMemory?
+    /// The node verdict (runtime view): R ranks, their process overhead and the transient
+    /// peaks of --init and checkpoint saves against the node's memory.
+    public var node: NodeVerdict?
 
     public func estimate(stage: Int) -> StageEstimate { stages[stage] }
 
-    /// Whether `stage` fits the budget (nil without a budget).
-    public func fits(_ stage: Int) -> Bool? { budgetBytes.map { stages[stage].totalBytes <= $0 } }
+    /// Whether `stage` fits the per-rank budget and, when there is a node verdict, the node
+    /// (nil without either).
+    public func fits(_ stage: Int) -> Bool? {
+        let rank = budgetBytes.map { stages[stage].totalBytes <= $0 }
+        guard let node else { return rank }
+        return node.fits(stage) && rank != false
+    }
 
     /// The smallest stage that fits: least communication (stages 0-2 move 2 Psi, stage 3 3 Psi)
     /// and least sharding machinery. nil when none fits or there is no budget.
@@ -114,7 +122,7 @@ public struct MemoryReport: Sendable {
         var report = MemoryReport(
             view: .modelStates, parameters: parameters, ranks: ranks, optimizerBytesPerParameter: k, run: nil,
             stages: estimates, shownStages: shown, budgetBytes: budgetBytes, budgetSource: budgetSource,
-            ranksNeededAtStage3: nil, largestLayerParameters: largestLayerParameters, measured: nil)
+            ranksNeededAtStage3: nil, largestLayerParameters: largestLayerParameters, measured: nil, node: nil)
         if let budget = budgetBytes, report.recommendedStage == nil {
             report.ranksNeededAtStage3 = fewestRanks(from: ranks, budget: budget) {
                 scaleEstimate(stage: 3, parameters: parameters, ranks: $0, k: k, alignment: alignment).totalBytes
@@ -149,7 +157,7 @@ public struct MemoryReport: Sendable {
             view: .runtime, parameters: run.model.parameterCount, ranks: run.ranks,
             optimizerBytesPerParameter: run.optimizerBytesPerParameter, run: run, stages: estimates,
             shownStages: shown, budgetBytes: budgetBytes, budgetSource: budgetSource, ranksNeededAtStage3: nil,
-            largestLayerParameters: DeepSpeedEstimate.largestLayerParameters(run.model), measured: nil)
+            largestLayerParameters: DeepSpeedEstimate.largestLayerParameters(run.model), measured: nil, node: nil)
         if let budget = budgetBytes, report.recommendedStage == nil {
             report.ranksNeededAtStage3 = fewestRanks(from: run.ranks, budget: budget) {
                 var r = run; r.ranks = $0

@@ -58,6 +58,7 @@ extension MemoryReport {
         top.append(("stages", .array(shownStages.map { stageJSON(stages[$0]) })))
         if deepSpeed { top.append(("deepspeed", deepSpeedJSON())) }
         if let measured { top.append(("measured", measuredJSON(measured))) }
+        if let node { top.append(("node", node.json(shown: shownStages))) }
         return .object(top)
     }
 
@@ -113,6 +114,7 @@ extension MemoryReport {
         case .modelStates: out += paper ? paperTable() : scaleTable()
         case .runtime: out += runtimeTable()
         }
+        if let node { out += node.text(shown: shownStages) }
         out += verdict()
         if deepSpeed { out += "\n" + deepSpeedText() }
         if let measured { out += "\n" + measuredText(measured) }
@@ -195,7 +197,7 @@ extension MemoryReport {
     func verdict() -> String {
         guard let budget = budgetBytes else { return "" }
         let gib = ByteUnit.gib
-        var out = "\nBudget: \(gib.format(budget)) GiB per rank (\(budgetSource)).\n"
+        var out = "\nBudget: \(gib.format(budget)) GiB per rank (\(budgetSource))\(node == nil ? "" : ", and the node check above").\n"
         if let s = recommendedStage {
             let need = ByteUnit.binary(for: Double(stages[s].totalBytes))
             out += "Recommendation: stage \(s) (\(Self.stageNames[s])) fits with \(need.format(stages[s].totalBytes)) \(need.name) per rank: "
@@ -261,7 +263,9 @@ extension MemoryReport {
     }
 
     /// Left column left-aligned, the others right-aligned, two spaces apart.
-    func table(_ rows: [[String]], leftColumns: Int = 1) -> String {
+    func table(_ rows: [[String]], leftColumns: Int = 1) -> String { Self.table(rows, leftColumns: leftColumns) }
+
+    static func table(_ rows: [[String]], leftColumns: Int = 1) -> String {
         let widths = (0..<(rows.map(\.count).max() ?? 0)).map { c in rows.map { c < $0.count ? $0[c].count : 0 }.max()! }
         return rows.map { row in
             row.enumerated().map { c, cell in

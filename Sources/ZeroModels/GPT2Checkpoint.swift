@@ -6,8 +6,16 @@ import ZeroTensor
 /// "lm_head.weight" is ignored (tied to wte). Every tensor of the layout must be present
 /// with exactly the layout's shape; unknown tensors (other than attention bias buffers)
 /// are an error, so a mismatched config is caught instead of silently half-loaded.
+/// `url` may also be a `save_pretrained` directory: its config.json must describe `config`'s
+/// shape and its model.safetensors is read.
 public func loadGPT2(safetensorsAt url: URL, config: GPTConfig) throws -> [[Float]] {
-    let file = try SafeTensors(contentsOf: url)
+    if HuggingFaceGPT2.isDirectory(url) {
+        let theirs = try HuggingFaceGPT2.config(directory: url)
+        guard theirs.sameShape(as: config) else {
+            throw GPTConfigError("\(url.path)/config.json describes \(theirs.name), not \(config.name); drop --model and the shape flags to use its shape")
+        }
+    }
+    let file = try SafeTensors(contentsOf: HuggingFaceGPT2.weightsFile(url))
     let layout = GPT.layout(for: config)
     var byName: [String: SafeTensors.Entry] = [:]
     for e in file.entries {

@@ -14,6 +14,9 @@ struct Memory: ParsableCommand {
           zero-train memory --table1                  the paper's Table 1, recomputed
         Runtime view (every buffer the engine allocates, by category):
           zero-train memory --model gpt-small --ranks 4 --micro-batch 8 --stage 3
+        Node verdict (runtime view): R ranks per node share its memory, with each process's overhead
+        and the transient peaks of --init loading and checkpoint saves:
+          zero-train memory --model gpt2-124m --ranks 8 --ranks-per-node 4 --node-memory 24GiB --stage 3
         Units: GiB = 2^30 bytes, GB = 1e9 bytes. See docs/memory.md for every term.
         """
     )
@@ -22,7 +25,7 @@ struct Memory: ParsableCommand {
     @Option(parsing: .unconditional, help: "Parameter count for the scale view: 7.5e9, 7.5B, 124M, 1T.")
     var params: String?
 
-    @Option(help: "Preset model for the runtime view: \(GPTConfig.presets.map(\.name).joined(separator: ", ")).")
+    @Option(help: "Model for the runtime view: \(GPTConfig.presets.map(\.name).joined(separator: ", ")), or gpt-L<n>-H<n>-C<n>-T<n>-V<n>.")
     var model: String?
 
     @Option(parsing: .unconditional, help: "Number of ranks N (data-parallel degree).")
@@ -46,8 +49,14 @@ struct Memory: ParsableCommand {
     @Option(help: "Optimizer (sets K): adamw 12, adam 12, sgd (momentum) 8, lion 8, adagrad 8, rmsprop 8, adamw8bit 7, adafactor 8.")
     var optimizer: String = "adamw"
 
-    @Option(help: "Per-rank memory budget, e.g. 16GiB or 24GB (default: this machine's RAM).")
+    @Option(help: "Per-rank memory budget, e.g. 16GiB or 24GB (default: the node's memory shared by its ranks).")
     var memoryPerRank: String?
+
+    @Option(help: "Ranks sharing one node's memory (default: all --ranks, one host).")
+    var ranksPerNode: Int?
+
+    @Option(help: "Memory of one node, e.g. 24GiB (default: this machine's MemTotal).")
+    var nodeMemory: String?
 
     @Option(help: "DeepSpeed's largest_layer_params for --deepspeed in the scale view (e.g. 50M).")
     var largestLayerParams: String?
@@ -92,11 +101,22 @@ struct Memory: ParsableCommand {
         guard let precisionMode = PrecisionMode(rawValue: precision) else {
             throw MemoryModelError("unknown precision '\(precision)' (known: bf16, fp32)")
         }
+        let perNode = ranksPerNode ?? ranks
+        guard perNode >= 1, perNode <= ranks else {
+            throw MemoryModelError("--ranks-per-node must be 1...\(ranks) (the ranks); got \(perNode)")
+        }
+        let nodeBytes: Int?, nodeSource: String
+        if let nodeMemory {
+            nodeBytes = try MemoryInput.byteSize(nodeMemory); nodeSource = "--node-memory \(nodeMemory)"
+        } else {
+            nodeBytes = MemoryInput.machineMemoryBytes(); nodeSource = "this machine's MemTotal; set --node-memory"
+        }
         let budget: Int?, source: String
         if let memoryPerRank {
             budget = try MemoryInput.byteSize(memoryPerRank); source = "--memory-per-rank \(memoryPerRank)"
         } else {
-            budget = MemoryInput.machineMemoryBytes(); source = "this machine's MemTotal from /proc/meminfo; set --memory-per-rank"
+            budget = nodeBytes.map { $0 / perNode }
+            source = "\(nodeSource), shared by \(perNode) rank\(perNode == 1 ? "" : "s") per node"
         }
         switch (params, model) {
         case (let text?, nil):
@@ -110,7 +130,12 @@ struct Memory: ParsableCommand {
                                        sequenceLength: seqLen ?? config.contextLength, accumulationSteps: gradAccum,
                                        precision: precisionMode, optimizerBytesPerParameter: k,
                                        backend: measure && !MPICommunicator.isLaunchedByMPI ? .simulated : .mpi)
-            return try .runtime(run, stages: shown, budgetBytes: budget, budgetSource: source)
+            var report = try MemoryReport.runtime(run, stages: shown, budgetBytes: budget, budgetSource: source)
+            if let nodeBytes {
+                report.node = try NodeVerdict.evaluate(run, ranksPerNode: perNode, nodeMemoryBytes: nodeBytes, source: nodeSource,
+                                                       chosenStage: stage)
+            }
+            return report
         case (_?, _?):
             throw MemoryModelError("give --params or --model, not both")
         case (nil, nil):

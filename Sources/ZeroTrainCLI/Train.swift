@@ -67,6 +67,17 @@ struct Train: ParsableCommand {
     @Flag(help: "On --resume, continue even though an option that changes the math, or the data, differs from the checkpoint's.")
     var allowConfigChange = false
 
+    // Invocation options outside the table: a GPT shape by dimension (stored in the run's
+    // configuration as the model's name, e.g. gpt-L2-H4-C32-T48-V260) and samples during training.
+    @Option(help: "GPT layers (n_layer), replacing the model's.") var nLayer: Int?
+    @Option(help: "GPT attention heads (n_head), replacing the model's.") var nHead: Int?
+    @Option(help: "GPT channels (n_embd), replacing the model's.") var nEmbd: Int?
+    @Option(help: "GPT context length (n_positions), replacing the model's.") var blockSize: Int?
+    @Option(help: "GPT vocabulary size, replacing the model's.") var vocabSize: Int?
+    @Option(help: "Print a sample from the current weights every K steps (GPT models).") var sampleEvery: Int = 0
+    @Option(help: "Prompt of --sample-every (text, or token ids for token models).") var samplePrompt: String = "\n"
+    @Option(help: "Tokens each --sample-every sample generates.") var sampleTokens: Int = 64
+
     /// The table's options given on this command line, with their text ("true" for a switch),
     /// read from the @Option properties by name.
     func givenOptions() -> [(TrainingOption, String)] {
@@ -89,6 +100,8 @@ struct Train: ParsableCommand {
         // An explicit --grad-accum replaces a G from the config file or the checkpoint.
         if gradAccum != nil { c.globalMicroBatches = nil }
         for (option, text) in givenOptions() { try option.set(&c, text: text, label: "--\(option.flag)") }
+        try c.resolveModelShape(modelGiven: model != nil, overrides: ShapeOverrides(
+            layers: nLayer, heads: nHead, channels: nEmbd, contextLength: blockSize, vocabularySize: vocabSize))
         try c.validate()
         if let saved, let resume, !allowConfigChange {
             var diffs = c.resumeDifferences(from: saved.config, savedRanks: saved.ranks, ranks: ranks)
@@ -112,11 +125,15 @@ struct Train: ParsableCommand {
             c = try buildConfig(ranks: ranks ?? Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? "") ?? 1)
             try checkRunFits(c, simulatedRanks: ranks)
             if let n = ranks { try SimulationMemory.check(c, ranks: n) }
+            guard sampleEvery >= 0, sampleTokens >= 0 else { throw ConfigError("--sample-every and --sample-tokens must be >= 0") }
         } catch { fail(error) }
         var options = RunOptions()
         options.resume = resume.map { URL(fileURLWithPath: $0) }
         options.metricsPath = metrics
         options.logEvery = c.logEvery
+        options.sampleEvery = sampleEvery
+        options.samplePrompt = samplePrompt
+        options.sampleTokens = sampleTokens
         options.log = { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
         let runOptions = options
         runOnRanks(simulate: ranks, timeout: c.timeout) { comm in

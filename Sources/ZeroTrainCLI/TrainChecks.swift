@@ -11,7 +11,9 @@ import ZeroOptim
 /// failure is one line naming the option, what was expected and what was found.
 func checkRunFits(_ c: TrainingConfig, simulatedRanks: Int?) throws {
     if let path = c.data { try checkInputFile(path, option: "--data", expected: "a text file or an llm.c .bin token shard") }
-    if let path = c.initFrom { try checkInputFile(path, option: "--init", expected: "a .safetensors file") }
+    if let path = c.initFrom, !HuggingFaceGPT2.isDirectory(URL(fileURLWithPath: path)) {
+        try checkInputFile(path, option: "--init", expected: "a .safetensors file or a save_pretrained directory")
+    }
     if let path = c.save { try checkSaveDirectory(path) }
     try checkMemory(c, simulatedRanks: simulatedRanks)
 }

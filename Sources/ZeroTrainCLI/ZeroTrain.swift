@@ -13,7 +13,7 @@ struct ZeroTrain: ParsableCommand {
           zero-train memory --params 7.5e9 --ranks 64
           zero-train bench comm | step | optimizer
         """,
-        subcommands: [Train.self, Bench.self, Memory.self, Export.self, SelfTestComm.self],
+        subcommands: [Train.self, Bench.self, Memory.self, Export.self, Sample.self, Plot.self, SelfTestComm.self],
         defaultSubcommand: Train.self
     )
 

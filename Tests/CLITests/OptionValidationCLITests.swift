@@ -119,7 +119,7 @@ import ZeroEngine
         try Self.expectOneLineError(Self.base + ["--data", dir.path], contains: "--data \(dir.path): expected a text file or an llm.c .bin token shard, found a directory")
         try Self.expectOneLineError(Self.base + ["--data", fifo], contains: "found a FIFO")
         try Self.expectOneLineError(Self.base + ["--data", "/dev/null"], contains: "found a character device")
-        try Self.expectOneLineError(Self.base + ["--init", dir.path], contains: "--init \(dir.path): expected a .safetensors file, found a directory")
+        try Self.expectOneLineError(Self.base + ["--init", dir.path], contains: "\(dir.path): no config.json (expected a save_pretrained directory)")
         try Self.expectOneLineError(Self.base + ["--config", dir.path], contains: "config file \(dir.path) is a directory")
         try Self.expectOneLineError(Self.base + ["--config", "/dev/null"], contains: "config file /dev/null is a character device; expected a JSON file")
         try Self.expectOneLineError(Self.base + ["--config", dir.appendingPathComponent("none.json").path], contains: "config file not found")
@@ -160,7 +160,8 @@ import ZeroEngine
         }
         let flags = Set(help.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "[" || $0 == "]" })
             .filter { $0.hasPrefix("--") }.map { String($0.dropFirst(2)).trimmingCharacters(in: .punctuationCharacters) })
-        let runOnly: Set = ["resume", "metrics", "config", "simulate", "allow-config-change", "help", "version", ""]
+        let runOnly: Set = ["resume", "metrics", "config", "simulate", "allow-config-change", "help", "version", "",
+                           "n-layer", "n-head", "n-embd", "block-size", "vocab-size", "sample-every", "sample-prompt", "sample-tokens"]
         let known = Set(TrainingOption.all.map(\.flag)).union(runOnly)
         #expect(flags.subtracting(known).isEmpty, "flags in --help but not in the table: \(flags.subtracting(known).sorted())")
     }

@@ -59,7 +59,7 @@ import Testing
 
     @Test(arguments: [
         (["--stage", "4"], "stage must be 0, 1, 2 or 3"),
-        (["--model", "gpt-huge"], "--model must be gpt-tiny, gpt-small, gpt-medium, gpt2-124m or mlp, not 'gpt-huge'"),
+        (["--model", "gpt-huge"], "--model must be gpt-tiny, gpt-small, gpt-medium, gpt2-124m or mlp, or a GPT shape gpt-L<layers>-H<heads>-C<channels>-T<context>-V<vocab>, not 'gpt-huge'"),
         (["--simulate", "4", "--global-micro-batches", "2"], "4 ranks cannot share 2 micro-batches"),
         (["--simulate", "4", "--global-micro-batches", "6"], "do not divide evenly"),
         (["--data", "/nonexistent/file.bin"], "/nonexistent/file.bin"),

@@ -92,7 +92,7 @@ import ZeroEngine
             #expect("\(error)" == "--stage must be 0, 1, 2 or 3, not '4'")
         }
         do { try TrainingOption.named("model")!.set(&c, text: "gpt-huge", label: "--model"); Issue.record("accepted gpt-huge") } catch {
-            #expect("\(error)" == "--model must be gpt-tiny, gpt-small, gpt-medium, gpt2-124m or mlp, not 'gpt-huge'")
+            #expect("\(error)" == "--model must be gpt-tiny, gpt-small, gpt-medium, gpt2-124m or mlp, or a GPT shape gpt-L<layers>-H<heads>-C<channels>-T<context>-V<vocab>, not 'gpt-huge'")
         }
         c.beta1 = 1.5
         do { try c.validate(); Issue.record("accepted beta1 1.5") } catch { #expect("\(error)" == "--beta1 must be a number in [0, 1), not 1.5") }
