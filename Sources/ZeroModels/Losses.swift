@@ -15,21 +15,12 @@ public enum Loss {
     /// `logits` [N, C] row-major: row i costs -(1 - epsilon) log p_y - (epsilon / C) sum_c log p_c,
     /// and d/dx_j = p_j - (1 - epsilon) [j = y] - epsilon / C (over N).
     public static func crossEntropy(logits: [Float], targets: [Int32], classes: Int, labelSmoothing epsilon: Double = 0) -> Result {
-        let n = targets.count
-        precondition(logits.count == n * classes && classes > 0)
-        var total = 0.0, grad = [Float](repeating: 0, count: logits.count)
-        for i in 0..<n {
-            let row = i * classes, y = Int(targets[i])
-            let logp = logSoftmax(logits[row ..< row + classes])
+        meanOverRows(logits, targets, classes) { logp, y in
             var sumLogp = 0.0
             for c in 0..<classes { sumLogp += logp[c] }
-            total += -(1 - epsilon) * logp[y] - epsilon / Double(classes) * sumLogp
-            for c in 0..<classes {
-                let target = (c == y ? 1 - epsilon : 0) + epsilon / Double(classes)
-                grad[row + c] = Float((exp(logp[c]) - target) / Double(n))
-            }
+            let loss = -(1 - epsilon) * logp[y] - epsilon / Double(classes) * sumLogp
+            return (loss, { c in exp(logp[c]) - ((c == y ? 1 - epsilon : 0) + epsilon / Double(classes)) })
         }
-        return Result(value: Float(total / Double(n)), gradients: [grad])
     }
 
     /// torchvision's `sigmoid_focal_loss(x, t, alpha, gamma, reduction: "mean")` for binary
@@ -58,20 +49,11 @@ public enum Loss {
     /// p = softmax(logits [N, C]); d/dx_j = alpha (gamma m^(gamma-1) p_y log p_y - m^gamma)([j = y] - p_j),
     /// m = 1 - p_y.
     public static func softmaxFocal(logits: [Float], targets: [Int32], classes: Int, alpha: Double = 0.25, gamma: Double = 2) -> Result {
-        let n = targets.count
-        precondition(logits.count == n * classes && classes > 0)
-        var total = 0.0, grad = [Float](repeating: 0, count: logits.count)
-        for i in 0..<n {
-            let row = i * classes, y = Int(targets[i])
-            let logp = logSoftmax(logits[row ..< row + classes])
+        meanOverRows(logits, targets, classes) { logp, y in
             let py = exp(logp[y]), m = 1 - py
-            total += -alpha * pow(m, gamma) * logp[y]
             let slope = alpha * ((m > 0 && gamma != 0 ? gamma * pow(m, gamma - 1) * py * logp[y] : 0) - pow(m, gamma))
-            for c in 0..<classes {
-                grad[row + c] = Float(slope * ((c == y ? 1 : 0) - exp(logp[c])) / Double(n))
-            }
+            return (-alpha * pow(m, gamma) * logp[y], { c in slope * ((c == y ? 1 : 0) - exp(logp[c])) })
         }
-        return Result(value: Float(total / Double(n)), gradients: [grad])
     }
 
     /// NT-Xent (SimCLR's InfoNCE) over `embeddings` [2N, D]: rows i and (i + N) mod 2N are two
@@ -148,6 +130,22 @@ public enum Loss {
             }
         }
         return Result(value: Float(total / Double(n)), gradients: [ga, gp, gq])
+    }
+
+    /// The mean over the rows of `logits` [N, C] of a per-row loss of the row's log softmax and
+    /// target; `row` returns the row's loss and d(loss)/d(logit c), which is divided by N here.
+    static func meanOverRows(_ logits: [Float], _ targets: [Int32], _ classes: Int,
+                             _ row: (_ logp: [Double], _ target: Int) -> (Double, (Int) -> Double)) -> Result {
+        let n = targets.count
+        precondition(logits.count == n * classes && classes > 0)
+        var total = 0.0, grad = [Float](repeating: 0, count: logits.count)
+        for i in 0..<n {
+            let at = i * classes
+            let (loss, slope) = row(logSoftmax(logits[at ..< at + classes]), Int(targets[i]))
+            total += loss
+            for c in 0..<classes { grad[at + c] = Float(slope(c) / Double(n)) }
+        }
+        return Result(value: Float(total / Double(n)), gradients: [grad])
     }
 
     /// log softmax of one row, in fp64.

@@ -51,8 +51,7 @@ public struct TensorPieces: Sendable {
 /// Relative step size: each tensor's update is scaled by -alpha = -max(eps2, rms(p)) * rho,
 /// set as the tensor's pending factor. Reads the parameters, so it comes before weight decay.
 public final class ScaleByRelativeStep: GradientTransform {
-    public let pieces: TensorPieces
-    public let eps2: Double
+    public let pieces: TensorPieces, eps2: Double
     public init(pieces: TensorPieces, eps2: Double) {
         self.pieces = pieces
         self.eps2 = eps2
@@ -150,8 +149,7 @@ public final class ScaleByFactoredRMS: GradientTransform {
 
 /// Update clipping by block RMS: each tensor's factor is divided by max(1, rms(u) / d).
 public final class ClipByBlockRMS: GradientTransform {
-    public let pieces: TensorPieces
-    public let threshold: Double
+    public let pieces: TensorPieces, threshold: Double
     public init(pieces: TensorPieces, threshold: Double) {
         self.pieces = pieces
         self.threshold = threshold

@@ -109,10 +109,8 @@ struct FastQuantizationIndex: @unchecked Sendable {
 ///    (an all-zero block keeps absmax 0 and the code of 0).
 /// Blocks divide 1024, so shard boundaries (multiples of 1024) never cut a block and the state
 /// reshards like any parameter-aligned array. The fixture script implements the same algorithm.
-final class AdamW8bitOptimizer: ShardOptimizer {
-    let config: OptimizerConfig
-    let count: Int
-    let decay: DecaySegments
+final class AdamW8bitOptimizer: FusedOptimizer {
+    let setup: ShardSetup
     let block: Int
     let qm: FlatBuffer<UInt8>, qv: FlatBuffer<UInt8>
     let absM: FlatBuffer<Float>, absV: FlatBuffer<Float>
@@ -120,20 +118,18 @@ final class AdamW8bitOptimizer: ShardOptimizer {
     /// Dequantized m and v of the block being updated.
     let scratch: FlatBuffer<Float>
 
-    init(config: OptimizerConfig, count: Int, decay: DecaySegments, ledger: MemoryLedger?) throws {
-        block = config.quantizationBlockSize
+    init(_ setup: ShardSetup) throws {
+        block = setup.config.quantizationBlockSize
         guard block > 0, 1024 % block == 0 else {
             throw OptimizerError("8-bit block size \(block) must divide 1024 so blocks align with shards")
         }
-        self.config = config
-        self.count = count
-        self.decay = decay
-        let blocks = (count + block - 1) / block
-        qm = FlatBuffer(count: count, category: .optimizerState, ledger: ledger)
-        qv = FlatBuffer(count: count, category: .optimizerState, ledger: ledger)
-        absM = FlatBuffer(count: blocks, category: .optimizerState, ledger: ledger)
-        absV = FlatBuffer(count: blocks, category: .optimizerState, ledger: ledger)
-        scratch = FlatBuffer(count: 2 * block, category: .scratch, ledger: ledger)
+        self.setup = setup
+        let blocks = (setup.count + block - 1) / block
+        qm = setup.state()
+        qv = setup.state()
+        absM = FlatBuffer(count: blocks, category: .optimizerState, ledger: setup.ledger)
+        absV = FlatBuffer(count: blocks, category: .optimizerState, ledger: setup.ledger)
+        scratch = FlatBuffer(count: 2 * block, category: .scratch, ledger: setup.ledger)
         let zeroM = UInt8(signedCodes.firstIndex(of: 0)!), zeroV = UInt8(unsignedCodes.firstIndex(of: 0)!)
         qm.fill(zeroM)
         qv.fill(zeroV)

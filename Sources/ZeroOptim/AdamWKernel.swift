@@ -107,19 +107,15 @@ public enum AdamWKernel {
 
 /// AdamW (decoupled decay) or Adam (coupled L2) over one shard, fp32 master and moments,
 /// one fused pass per decay run.
-final class AdamWOptimizer: ShardOptimizer {
-    let config: OptimizerConfig
-    let count: Int
-    let decay: DecaySegments
+final class AdamWOptimizer: FusedOptimizer {
+    let setup: ShardSetup
     let m: FlatBuffer<Float>
     let v: FlatBuffer<Float>
 
-    init(config: OptimizerConfig, count: Int, decay: DecaySegments, ledger: MemoryLedger?) {
-        self.config = config
-        self.count = count
-        self.decay = decay
-        m = FlatBuffer(count: count, category: .optimizerState, ledger: ledger)
-        v = FlatBuffer(count: count, category: .optimizerState, ledger: ledger)
+    init(_ setup: ShardSetup) {
+        self.setup = setup
+        m = setup.state()
+        v = setup.state()
     }
 
     var state: [OptimizerStateArray] {

@@ -11,17 +11,13 @@ import ZeroTensor
 }
 
 /// torch.optim.SGD: coupled decay, momentum buffer (cloned from the first gradient), dampening, Nesterov.
-final class SGDOptimizer: ShardOptimizer {
-    let config: OptimizerConfig
-    let count: Int
-    let decay: DecaySegments
+final class SGDOptimizer: FusedOptimizer {
+    let setup: ShardSetup
     let buffer: FlatBuffer<Float>?
 
-    init(config: OptimizerConfig, count: Int, decay: DecaySegments, ledger: MemoryLedger?) {
-        self.config = config
-        self.count = count
-        self.decay = decay
-        buffer = config.momentum != 0 ? FlatBuffer(count: count, category: .optimizerState, ledger: ledger) : nil
+    init(_ setup: ShardSetup) {
+        self.setup = setup
+        buffer = setup.config.momentum != 0 ? setup.state() : nil
     }
 
     var state: [OptimizerStateArray] { buffer.map { [OptimizerStateArray(name: "momentum_buffer", floats: $0)] } ?? [] }
@@ -48,18 +44,14 @@ final class SGDOptimizer: ShardOptimizer {
 }
 
 /// torch.optim.Adagrad: clr = lr / (1 + (step - 1) * lr_decay); sum += g*g; p += (-clr * g) / (sqrt(sum) + eps).
-final class AdagradOptimizer: ShardOptimizer {
-    let config: OptimizerConfig
-    let count: Int
-    let decay: DecaySegments
+final class AdagradOptimizer: FusedOptimizer {
+    let setup: ShardSetup
     let sum: FlatBuffer<Float>
 
-    init(config: OptimizerConfig, count: Int, decay: DecaySegments, ledger: MemoryLedger?) {
-        self.config = config
-        self.count = count
-        self.decay = decay
-        sum = FlatBuffer(count: count, category: .optimizerState, ledger: ledger)
-        sum.fill(Float(config.initialAccumulatorValue))
+    init(_ setup: ShardSetup) {
+        self.setup = setup
+        sum = setup.state()
+        sum.fill(Float(setup.config.initialAccumulatorValue))
     }
 
     var state: [OptimizerStateArray] { [OptimizerStateArray(name: "sum", floats: sum)] }
@@ -86,21 +78,17 @@ final class AdagradOptimizer: ShardOptimizer {
 
 /// torch.optim.RMSprop: square_avg = fma((1-alpha)*g, g, sa*alpha); optional centered grad_avg (lerp)
 /// and momentum buffer.
-final class RMSpropOptimizer: ShardOptimizer {
-    let config: OptimizerConfig
-    let count: Int
-    let decay: DecaySegments
+final class RMSpropOptimizer: FusedOptimizer {
+    let setup: ShardSetup
     let squareAverage: FlatBuffer<Float>
     let gradientAverage: FlatBuffer<Float>?
     let buffer: FlatBuffer<Float>?
 
-    init(config: OptimizerConfig, count: Int, decay: DecaySegments, ledger: MemoryLedger?) {
-        self.config = config
-        self.count = count
-        self.decay = decay
-        squareAverage = FlatBuffer(count: count, category: .optimizerState, ledger: ledger)
-        gradientAverage = config.centered ? FlatBuffer(count: count, category: .optimizerState, ledger: ledger) : nil
-        buffer = config.momentum > 0 ? FlatBuffer(count: count, category: .optimizerState, ledger: ledger) : nil
+    init(_ setup: ShardSetup) {
+        self.setup = setup
+        squareAverage = setup.state()
+        gradientAverage = setup.config.centered ? setup.state() : nil
+        buffer = setup.config.momentum > 0 ? setup.state() : nil
     }
 
     var state: [OptimizerStateArray] {
@@ -146,17 +134,13 @@ final class RMSpropOptimizer: ShardOptimizer {
 
 /// Lion (lucidrains/lion-pytorch): p *= 1 - lr*wd; c = fma(g, 1-b1, m*b1); p = fma(sign(c), -lr, p);
 /// m = fma(g, 1-b2, m*b2). Vectorized with bf16 write-back (one of the benchmarked kernels).
-final class LionOptimizer: ShardOptimizer {
-    let config: OptimizerConfig
-    let count: Int
-    let decay: DecaySegments
+final class LionOptimizer: FusedOptimizer {
+    let setup: ShardSetup
     let m: FlatBuffer<Float>
 
-    init(config: OptimizerConfig, count: Int, decay: DecaySegments, ledger: MemoryLedger?) {
-        self.config = config
-        self.count = count
-        self.decay = decay
-        m = FlatBuffer(count: count, category: .optimizerState, ledger: ledger)
+    init(_ setup: ShardSetup) {
+        self.setup = setup
+        m = setup.state()
     }
 
     var state: [OptimizerStateArray] { [OptimizerStateArray(name: "exp_avg", floats: m)] }

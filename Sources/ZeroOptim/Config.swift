@@ -203,17 +203,17 @@ public func makeOptimizer(_ config: OptimizerConfig, count: Int, decaySegments: 
     let segments = DecaySegments(decaySegments, count: count)
     switch config.kind {
     case .adamw, .adam:
-        return AdamWOptimizer(config: config, count: count, decay: segments, ledger: ledger)
+        return AdamWOptimizer(ShardSetup(config: config, count: count, decay: segments, ledger: ledger))
     case .sgd:
-        return SGDOptimizer(config: config, count: count, decay: segments, ledger: ledger)
+        return SGDOptimizer(ShardSetup(config: config, count: count, decay: segments, ledger: ledger))
     case .adagrad:
-        return AdagradOptimizer(config: config, count: count, decay: segments, ledger: ledger)
+        return AdagradOptimizer(ShardSetup(config: config, count: count, decay: segments, ledger: ledger))
     case .rmsprop:
-        return RMSpropOptimizer(config: config, count: count, decay: segments, ledger: ledger)
+        return RMSpropOptimizer(ShardSetup(config: config, count: count, decay: segments, ledger: ledger))
     case .lion:
-        return LionOptimizer(config: config, count: count, decay: segments, ledger: ledger)
+        return LionOptimizer(ShardSetup(config: config, count: count, decay: segments, ledger: ledger))
     case .adamw8bit:
-        return try AdamW8bitOptimizer(config: config, count: count, decay: segments, ledger: ledger)
+        return try AdamW8bitOptimizer(ShardSetup(config: config, count: count, decay: segments, ledger: ledger))
     case .adafactor:
         return try AdafactorOptimizer(config: config, count: count, decay: segments, shapes: parameterShapes,
                                       shardOffset: shardOffset, sharded: shardedAcrossRanks, ledger: ledger)
@@ -221,6 +221,28 @@ public func makeOptimizer(_ config: OptimizerConfig, count: Int, decaySegments: 
 }
 
 /// Decay segments as a sorted partition of [0, count) into runs that decay or not.
+/// What every fused kernel is built from: its hyperparameters, shard size, decay runs and
+/// the ledger its state is counted in.
+struct ShardSetup {
+    let config: OptimizerConfig
+    let count: Int
+    let decay: DecaySegments
+    let ledger: MemoryLedger?
+    /// A zeroed state buffer of the shard's size (optimizer-state category).
+    func state<Element: BitwiseCopyable>() -> FlatBuffer<Element> { FlatBuffer(count: count, category: .optimizerState, ledger: ledger) }
+}
+
+/// A fused kernel: its `config`, `count` and `decay` are its setup's.
+protocol FusedOptimizer: ShardOptimizer {
+    var setup: ShardSetup { get }
+}
+
+extension FusedOptimizer {
+    var config: OptimizerConfig { setup.config }
+    var count: Int { setup.count }
+    var decay: DecaySegments { setup.decay }
+}
+
 struct DecaySegments {
     /// Consecutive runs covering the shard, with whether decay applies.
     let runs: [(range: Range<Int>, decays: Bool)]
