@@ -21,7 +21,7 @@ public struct ShardUpdate {
     /// 1-based step count including this step.
     public var step: Int
     public var learningRate: Double
-    /// Set by `SkipIfNonFinite` when the step must not touch params or state.
+    /// Set by a transform when the step must not touch params or state.
     public var skipped = false
     /// Per-tensor pending factors (Adafactor's relative step and clipping). When set, only these
     /// ranges are applied, each with f32(scaleNumerator * numerator / (scaleDenominator * denominator)).
@@ -156,22 +156,6 @@ public final class Masked: GradientTransform {
         guard before == (u.scaleNumerator, u.scaleDenominator, u.divisor?.baseAddress) else {
             throw OptimizerError("Masked: the inner transform changed the shard-wide scale or divisor")
         }
-    }
-}
-
-/// Runs `inner` only if every gradient element in range is finite; otherwise marks the update
-/// skipped so nothing (params, state) is touched, and counts it.
-public final class SkipIfNonFinite: GradientTransform {
-    public let inner: any GradientTransform
-    public private(set) var skippedSteps = 0
-    public init(_ inner: any GradientTransform) { self.inner = inner }
-    public func update(_ u: inout ShardUpdate, range: Range<Int>) throws {
-        for i in range where !u.values[i].isFinite {
-            u.skipped = true
-            skippedSteps += 1
-            return
-        }
-        try inner.update(&u, range: range)
     }
 }
 
