@@ -168,7 +168,7 @@ struct DeepSpeedConfig {
             return
         }
         only(s, ["type", "params"], "optimizer")
-        guard case .string(let type)? = s["type"] else { problems.append("'optimizer' needs a 'type' string"); return }
+        guard case .string(let type)? = s["type"] else { problems.append("'optimizer' must be a name or an object with a 'type' string"); return }
         guard ["adam", "adamw"].contains(type.lowercased()) else {
             problems.append("optimizer type '\(type)' is not supported (Adam, AdamW)")
             return
@@ -251,13 +251,18 @@ struct DeepSpeedConfig {
         case (nil, _?, _):
             a = a ?? 1
         case (nil, nil, _):
-            problems.append("DeepSpeed needs train_batch_size or train_micro_batch_size_per_gpu")
-            return
+            // Our own micro_batch key (or --micro-batch) stands in for DeepSpeed's; else DeepSpeed's refusal.
+            guard object["micro_batch"] != nil || explicit.flags.contains("micro-batch") else {
+                problems.append("DeepSpeed needs train_batch_size or train_micro_batch_size_per_gpu")
+                return
+            }
+            m = c.microBatch
+            a = a ?? c.gradAccum
         }
         set("micro-batch", .int(m!), "train_micro_batch_size_per_gpu")
         set("grad-accum", .int(a!), "gradient_accumulation_steps")
         // A fixed train_batch_size fixes G = accumulation x ranks, also for a resume on other ranks.
-        c.globalMicroBatches = tbs != nil ? a! * world : nil
+        if tbs != nil { c.globalMicroBatches = a! * world } else if accum != nil { c.globalMicroBatches = nil }
     }
 }
 

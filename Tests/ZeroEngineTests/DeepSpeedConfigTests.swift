@@ -54,6 +54,9 @@ import ZeroOptim
         #expect(refusal(#"{"train_batch_size": 10, "train_micro_batch_size_per_gpu": 4}"#)
                 == "ds.json: train_batch_size 10 is not a multiple of train_micro_batch_size_per_gpu 4 x 1 rank")
         #expect(refusal(#"{"gradient_accumulation_steps": 2}"#) == "ds.json: DeepSpeed needs train_batch_size or train_micro_batch_size_per_gpu")
+        // Our own micro_batch / grad_accum keys stand in for DeepSpeed's.
+        let ours = try apply(#"{"micro_batch": 3, "grad_accum": 2, "gradient_clipping": 0.5}"#)
+        #expect(ours.microBatch == 3 && ours.gradAccum == 2 && ours.clip == 0.5 && ours.schedule == .constant)
     }
 
     /// Each scheduler with its parameters; the run's steps follow total_num_steps unless given.
