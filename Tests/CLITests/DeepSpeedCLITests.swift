@@ -103,6 +103,32 @@ import Testing
         #expect(try learningRates(metrics) == want)
     }
 
+    /// DeepSpeed's example style (train_batch_size only, "Adam", WarmupCosineLR with every
+    /// parameter): micro-batch derived as 8 / 2 ranks, the cosine curve value by value.
+    @Test func exampleConfigRunsWarmupCosine() throws {
+        let config = try write("example.json", """
+        {"train_batch_size": 8, "steps_per_print": 10,
+         "optimizer": {"type": "Adam", "params": {"lr": 0.002, "betas": [0.8, 0.999], "eps": 1e-8, "weight_decay": 3e-7}},
+         "scheduler": {"type": "WarmupCosineLR", "params": {"total_num_steps": 6, "warmup_num_steps": 2, "warmup_min_ratio": 0.1,
+                       "cos_min_ratio": 0.01, "warmup_type": "linear"}},
+         "gradient_clipping": 1.0, "prescale_gradients": false, "bf16": {"enabled": false}, "wall_clock_breakdown": false,
+         "zero_optimization": {"stage": 1}}
+        """)
+        let metrics = config + ".metrics.jsonl"
+        let r = try runProcess(zeroTrainBinary(), ["--config", config, "--simulate", "2", "--metrics", metrics] + Self.model, timeout: .seconds(300))
+        #expect(r.status == 0, "\(r.stderr)")
+        // WarmupCosineLR: step 0 holds 0; at t = i - 1 < 2 the ratio is 0.1 + (t / 2) * 0.9, then
+        // max(0, 0.01 + 0.99 * (1 + cos(pi * (t - 1) / 4)) / 2).
+        let want = (0..<6).map { i -> Double in
+            let t = i - 1
+            if t < 0 { return 0.0 }
+            if t < 2 { return 0.002 * (0.1 + Double(t) / Double(2) * (1.0 - 0.1)) }
+            let ratio = (1 + cos(Double.pi * Double(t - 2 + 1) / Double(6 - 2))) / 2
+            return 0.002 * max(0.0, 0.01 + (1.0 - 0.01) * ratio)
+        }
+        #expect(try learningRates(metrics) == want)
+    }
+
     /// DeepSpeed's own example style: a refused set is named key by key in one line.
     @Test func refusedKeysInOneLine() throws {
         let config = try write("refused.json", """
