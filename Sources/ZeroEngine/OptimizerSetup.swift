@@ -36,6 +36,10 @@ func makeSchedule(_ c: TrainingConfig) throws -> LearningRateScheduler {
     case .plateau, .reduceOnPlateau:
         s = ScheduleConfig(kind: .reduceOnPlateau, baseLearningRate: c.lr)
         s.minLearningRate = c.minLR
+    case .deepspeed:
+        s = ScheduleConfig(kind: .deepSpeed, baseLearningRate: c.lr)
+        s.deepSpeed = c.deepSpeedSchedule
+        s.deepSpeed?.optimizerLR = c.lr  // the optimizer's lr, after any --lr flag
     }
     do { try s.validate() } catch { throw ConfigError("\(error)") }
     return try LearningRateScheduler(s)

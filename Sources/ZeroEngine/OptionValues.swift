@@ -85,6 +85,8 @@ public enum ScheduleName: String, ChoiceValue {
     case cyclic
     case reduceOnPlateau = "reduce_on_plateau"
     case plateau
+    /// A DeepSpeed scheduler, set by a DeepSpeed config (`TrainingConfig.deepSpeedSchedule`).
+    case deepspeed
 }
 
 /// Storage precision of working weights and gradients (master weights and moments are fp32).

@@ -44,6 +44,7 @@ extension TrainingConfig {
         let before = saved.globalMicroBatches ?? savedRanks * saved.gradAccum
         let now = globalMicroBatches ?? ranks * gradAccum
         if before != now { diffs.append("micro-batches per step (G) \(before) -> \(now)") }
+        if saved.deepSpeedSchedule != deepSpeedSchedule { diffs.append("DeepSpeed scheduler parameters differ") }
         return diffs
     }
 }

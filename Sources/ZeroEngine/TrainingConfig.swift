@@ -21,6 +21,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var minLR = 3e-4
     public var warmup = 20
     public var schedule = ScheduleName.warmupCosine
+    /// The DeepSpeed scheduler of `schedule == .deepspeed` (from a DeepSpeed config's
+    /// "scheduler" section; stored in the manifest under "deepSpeedSchedule").
+    public var deepSpeedSchedule: DeepSpeedSchedule? = nil
     public var weightDecay = 0.1
     public var beta1 = 0.9
     public var beta2 = 0.95
@@ -75,6 +78,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
             throw ConfigError("--min-lr (\(minLR)) must be at most --lr (\(lr)) for the \(schedule) schedule; lower --min-lr too")
         }
         if saveEvery > 0 && save == nil { throw ConfigError("--save-every needs --save DIR") }
+        if schedule == .deepspeed && deepSpeedSchedule == nil {
+            throw ConfigError("--schedule deepspeed comes with a DeepSpeed config's \"scheduler\" section (--config FILE)")
+        }
     }
 
     /// Canonical JSON (sorted keys), used for the consensus check and the manifest.
@@ -104,11 +110,13 @@ extension TrainingConfig {
         self.init()
         let container = try decoder.container(keyedBy: OptionKey.self)
         for option in TrainingOption.all { try option.decode(&self, container) }
+        deepSpeedSchedule = try container.decodeIfPresent(DeepSpeedSchedule.self, forKey: OptionKey("deepSpeedSchedule"))
     }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: OptionKey.self)
         for option in TrainingOption.all { try option.encode(self, &container) }
+        try container.encodeIfPresent(deepSpeedSchedule, forKey: OptionKey("deepSpeedSchedule"))
     }
 }
 

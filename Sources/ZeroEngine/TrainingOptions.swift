@@ -192,7 +192,7 @@ extension TrainingOption {
                "Learning-rate floor of the cosine, cyclic and plateau schedules (at most --lr)."),
         option("warmup", \.warmup, manifest: "warmup", .from(0, to: 1_000_000_000), "Linear warm-up steps."),
         option("schedule", \.schedule, manifest: "schedule", .anyCase,
-               "LR schedule (cosine = warmup_cosine, onecycle = one_cycle, plateau = reduce_on_plateau)."),
+               "LR schedule (cosine = warmup_cosine, onecycle = one_cycle, plateau = reduce_on_plateau; deepspeed: set by a DeepSpeed config's scheduler)."),
         option("weight-decay", \.weightDecay, manifest: "weightDecay", .nonNegative,
                "Decoupled weight decay (matrices only; biases and norms are not decayed)."),
         option("beta1", \.beta1, manifest: "beta1", .belowOne, "Adam beta1."),

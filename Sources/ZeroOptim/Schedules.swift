@@ -20,6 +20,8 @@ public enum ScheduleKind: String, Sendable, Codable, CaseIterable {
     case reduceOnPlateau = "reduce_on_plateau"
     /// torch.optim.lr_scheduler.CyclicLR, mode "triangular".
     case cyclic
+    /// One of DeepSpeed's schedulers (`ScheduleConfig.deepSpeed`).
+    case deepSpeed = "deepspeed"
 }
 
 /// One schedule and its parameters, with PyTorch's defaults and semantics.
@@ -56,6 +58,8 @@ public struct ScheduleConfig: Sendable, Codable, Equatable {
     /// cyclic: base_lr is `baseLearningRate`, max_lr `maxLearningRate`, step_size_up, step_size_down (nil: = up).
     public var stepSizeUp: Int = 2000
     public var stepSizeDown: Int? = nil
+    /// deepspeed: the DeepSpeed scheduler and its parameters.
+    public var deepSpeed: DeepSpeedSchedule? = nil
 
     public init(kind: ScheduleKind, baseLearningRate: Double) {
         self.kind = kind
@@ -91,6 +95,9 @@ public struct ScheduleConfig: Sendable, Codable, Equatable {
             guard thresholdMode == "rel" || thresholdMode == "abs" else { throw fail("thresholdMode is rel or abs") }
         case .cyclic:
             guard stepSizeUp > 0, (stepSizeDown ?? 1) > 0 else { throw fail("step sizes must be positive") }
+        case .deepSpeed:
+            guard let deepSpeed else { throw fail("needs a DeepSpeed scheduler") }
+            try deepSpeed.validate()
         }
     }
 
@@ -113,6 +120,8 @@ public struct ScheduleConfig: Sendable, Codable, Equatable {
             return lr
         case .cyclic:
             return cyclic(i)
+        case .deepSpeed:
+            return deepSpeed?.learningRate(at: i) ?? baseLearningRate
         }
     }
 

@@ -96,7 +96,13 @@ struct Train: ParsableCommand {
         var c = TrainingConfig()
         let saved = try resume.map { try Checkpoint.readManifest(Checkpoint.resolve(URL(fileURLWithPath: $0))) }
         if let saved { c = saved.config }
-        if let path = config { try ConfigFile.apply(URL(fileURLWithPath: path), to: &c) }
+        if let path = config {
+            // The flags alone, to fill a DeepSpeed config's "auto" values.
+            var flagged = c
+            for (option, text) in givenOptions() { try option.set(&flagged, text: text, label: "--\(option.flag)") }
+            let explicit = ExplicitFlags(config: flagged, flags: Set(givenOptions().map { $0.0.flag }))
+            try ConfigFile.apply(URL(fileURLWithPath: path), to: &c, ranks: ranks, explicit: explicit)
+        }
         // An explicit --grad-accum replaces a G from the config file or the checkpoint.
         if gradAccum != nil { c.globalMicroBatches = nil }
         for (option, text) in givenOptions() { try option.set(&c, text: text, label: "--\(option.flag)") }

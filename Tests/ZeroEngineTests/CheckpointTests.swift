@@ -117,12 +117,14 @@ import ZeroEngine
         try ConfigFile.apply(ds, to: &c)
         #expect(c.microBatch == 4 && c.gradAccum == 2 && c.clip == 0.5 && c.stage == .three)
         #expect(c.lr == 0.0006 && c.beta2 == 0.99 && c.weightDecay == 0.05 && c.optimizer == .adamw)
-        #expect(c.steps == 100 && c.warmup == 10 && c.precision == .bf16)
+        #expect(c.steps == 100 && c.precision == .bf16 && c.schedule == .deepspeed)
+        #expect(c.deepSpeedSchedule?.kind == .warmupCosineLR && c.deepSpeedSchedule?.warmupNumSteps == 10)
 
         let bad = dir.appendingPathComponent("bad.json")
         try Data(#"{"stage": 2, "offload_optimizer": {"device": "cpu"}, "flops_profiler": {}}"#.utf8).write(to: bad)
         do { try ConfigFile.apply(bad, to: &c); Issue.record("accepted unknown keys") } catch {
-            #expect("\(error)" == "bad.json: unknown or unsupported keys: flops_profiler, offload_optimizer")
+            #expect("\(error)" == "bad.json: unknown or unsupported keys: flops_profiler, offload_optimizer; "
+                    + "DeepSpeed needs train_batch_size or train_micro_batch_size_per_gpu")
         }
     }
 }
