@@ -62,6 +62,10 @@ public final class ShardedUnit {
     let slots: UnitSlots
     let communicator: any Communicator
     private var sum: FlatBuffer<Float>?
+    /// Coupled penalties (`--l1`, `--l2`) added to the averaged gradient before the optimizer
+    /// step, on `regularizedSegments` (master-range coordinates: the decaying tensors).
+    public var regularization = CoupledRegularization()
+    public var regularizedSegments: [Range<Int>] = []
 
     public init(index u: Int, plan: AllocationPlan, optimizer: any ShardOptimizer, slots: UnitSlots,
                 communicator: any Communicator, ledger: MemoryLedger?) {
@@ -174,6 +178,7 @@ public final class ShardedUnit {
     /// (by the fused kernel's bf16 output, or copied).
     public func step(_ context: StepContext) throws {
         guard phase == .averaged, let sum else { preconditionFailure("unit \(index): step in phase \(phase)") }
+        try regularization.apply(to: sum.pointer, params: master.pointer, segments: regularizedSegments)
         let range = plan.updatedWorkingRange(unit: index)
         try optimizer.step(master: master.pointer, gradient: sum.readOnly, working: working.optimizerOutput(range), context: context)
         working.finishStep(master: master.readOnly, range)

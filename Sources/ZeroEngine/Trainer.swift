@@ -64,13 +64,17 @@ public final class Trainer {
         slots = UnitSlots(plan: allocation, ledger: ledger)
         for u in 0..<partition.unitCount {
             let range = allocation.range(allocation.master, unit: u)
+            let segments = decaySegments(unit: u, in: range)
             let optimizer = try makeOptimizer(
-                optimizerConfig(config), count: range.count, decaySegments: decaySegments(unit: u, in: range),
+                optimizerConfig(config), count: range.count, decaySegments: segments,
                 parameterShapes: config.optimizer == .adafactor ? parameterShapes(model.layout, unit: u) : nil,
                 shardOffset: range.lowerBound, shardedAcrossRanks: !plan.fullMaster,
                 ledger: ledger)
-            units.append(ShardedUnit(index: u, plan: allocation, optimizer: optimizer, slots: slots,
-                                     communicator: communicator, ledger: ledger))
+            let unit = ShardedUnit(index: u, plan: allocation, optimizer: optimizer, slots: slots,
+                                   communicator: communicator, ledger: ledger)
+            unit.regularization = CoupledRegularization(l1: config.l1, l2: config.l2)
+            unit.regularizedSegments = segments
+            units.append(unit)
         }
     }
 

@@ -25,6 +25,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// "scheduler" section; stored in the manifest under "deepSpeedSchedule").
     public var deepSpeedSchedule: DeepSpeedSchedule? = nil
     public var weightDecay = 0.1
+    /// Coupled L1 and L2 penalties added to the gradient (matrices only), for every optimizer.
+    public var l1 = 0.0
+    public var l2 = 0.0
     public var beta1 = 0.9
     public var beta2 = 0.95
     public var eps = 1e-8

@@ -40,6 +40,8 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: .option("warmup")) var warmup: String?
     @Option(parsing: .unconditional, help: .option("schedule")) var schedule: String?
     @Option(parsing: .unconditional, help: .option("weight-decay")) var weightDecay: String?
+    @Option(parsing: .unconditional, help: .option("l1")) var l1: String?
+    @Option(parsing: .unconditional, help: .option("l2")) var l2: String?
     @Option(parsing: .unconditional, help: .option("beta1")) var beta1: String?
     @Option(parsing: .unconditional, help: .option("beta2")) var beta2: String?
     @Option(parsing: .unconditional, help: .option("eps")) var eps: String?

@@ -31,16 +31,18 @@ import ZeroEngine
                            "warmup", "schedule", "weightDecay", "beta1", "beta2", "eps", "clip", "optimizer", "precision", "data",
                            "initFrom", "seed", "save", "saveEvery", "keep", "maxSkips", "errorIfNonfinite", "timeout", "blasThreads"]
         #expect(before.isSubset(of: Set(object.keys)))
-        #expect(Set(object.keys).subtracting(before) == ["logEvery"])
+        #expect(Set(object.keys).subtracting(before) == ["logEvery", "l1", "l2"])
         #expect(object["model"] as? String == "gpt-small" && object["stage"] as? Int == 2 && object["schedule"] as? String == "warmup_cosine")
         // Unset optionals are omitted, as before; a manifest without the added keys still decodes.
         let plain = try JSONSerialization.jsonObject(with: TrainingConfig().canonicalJSON()) as! [String: Any]
         #expect(plain["data"] == nil && plain["globalMicroBatches"] == nil)
         var old = plain
         old["logEvery"] = nil
+        old["l1"] = nil
+        old["l2"] = nil
         old["lr"] = 0.5
         let decoded = try JSONDecoder().decode(TrainingConfig.self, from: JSONSerialization.data(withJSONObject: old))
-        #expect(decoded.lr == 0.5 && decoded.logEvery == 1)
+        #expect(decoded.lr == 0.5 && decoded.logEvery == 1 && decoded.l1 == 0 && decoded.l2 == 0)
         #expect(try JSONDecoder().decode(TrainingConfig.self, from: c.canonicalJSON()) == c)
     }
 
