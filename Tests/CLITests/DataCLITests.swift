@@ -63,7 +63,8 @@ import ZeroModels
     @Test func valFractionSplitsTheStream() throws {
         let dir = try Self.directory("split")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let text = String((0 ..< 4000).map { Character(UnicodeScalar(UInt8(97 + ($0 * 7 + $0 / 13) % 26))) })
+        let letters: [UInt8] = (0 ..< 4000).map { (i: Int) -> UInt8 in UInt8(97 + (i * 7 + i / 13) % 26) }
+        let text = String(decoding: letters, as: UTF8.self)
         let all = dir.appendingPathComponent("all.txt"), head = dir.appendingPathComponent("head.txt"), tail = dir.appendingPathComponent("tail.txt")
         try Data(text.utf8).write(to: all)
         try Data(text.utf8.prefix(3000)).write(to: head)
