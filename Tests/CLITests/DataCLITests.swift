@@ -99,6 +99,12 @@ import ZeroModels
                 seen["stage \(stage) x \(ranks) ranks", default: []] = losses + [r.sha]
             }
         }
+        // mpirun -n 4, stage 3: the same bits as the simulated ranks.
+        let mpi = try runProcess(URL(fileURLWithPath: "/usr/bin/env"),
+                                 TrainCLITests.mpirun + [zeroTrainBinary().path] + Self.base + args
+                                 + ["--stage", "3", "--log-every", "0", "--metrics", m.path], timeout: .seconds(300))
+        #expect(mpi.status == 0, "mpirun failed: \(mpi.stderr)")
+        seen["stage 3 x mpirun -n 4"] = try Self.values("val_loss", in: m) + [Self.values("params_sha256", in: m).last ?? "none"]
         let reference = seen["stage 0 x 1 ranks"]!
         for (run, values) in seen { #expect(values == reference, "\(run): \(values) vs \(reference)") }
         #expect(Double(reference[1])! < Double(reference[0])!)
