@@ -60,9 +60,6 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
     }
     try dataset.validate(sequenceLength: config.seqLen)
     try validation?.validate(sequenceLength: config.seqLen)
-    if let validation, validation.vocabularySize > dataset.vocabularySize {
-        throw ConfigError("--val-data has a vocabulary of \(validation.vocabularySize), the training data \(dataset.vocabularySize)")
-    }
     let trainer = try Trainer(config: config, communicator: comm, dataset: dataset, ledger: ledger)
     let isRoot = comm.rank == 0
     let log: (String) -> Void = { if isRoot { options.log($0) } }
