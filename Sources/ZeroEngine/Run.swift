@@ -53,9 +53,13 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
     defer { withExtendedLifetime(saveLock) {} }
     var identity = try RunIdentity.start(config: config, communicator: comm)
     let vocab = GPTConfig.named(config.model)?.vocabularySize ?? 256
-    let dataset = try config.data.map { try TokenDataset(contentsOf: URL(fileURLWithPath: $0), vocabularySize: vocab) }
-        ?? TokenDataset.embedded()
+    var dataset = try config.data.map { try TokenDataset(spec: $0, vocabularySize: vocab) } ?? TokenDataset.embedded()
+    var validation = try config.valData.map { try TokenDataset(spec: $0, vocabularySize: vocab) }
+    if config.valFraction > 0 {
+        (dataset, validation) = try dataset.split(validationFraction: config.valFraction, sequenceLength: config.seqLen)
+    }
     try dataset.validate(sequenceLength: config.seqLen)
+    try validation?.validate(sequenceLength: config.seqLen)
     let trainer = try Trainer(config: config, communicator: comm, dataset: dataset, ledger: ledger)
     let isRoot = comm.rank == 0
     let log: (String) -> Void = { if isRoot { options.log($0) } }
@@ -72,6 +76,9 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
         trainer.initializeFromSeed()
     }
     let psi = trainer.partition.unpaddedTotal
+    if let validation, config.evalEvery > 0 {
+        log("validation: \(validation.source), \(validation.count) tokens; \(config.evalBatches) micro-batches every \(config.evalEvery) steps")
+    }
     log("zero-train: \(config.model) (\(psi) params) | \(comm.size) ranks (\(comm.backendName)) | stage \(config.stage) | \(config.precision) | \(config.optimizer) | G=\(trainer.globalMicroBatches) micro-batches x \(config.microBatch)x\(config.seqLen) tokens per step")
 
     // A resumed run appends: the records of earlier steps are never rewritten.
@@ -102,17 +109,25 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
                 r.step, nonFinite, r.learningRate))
         }
         stopSignal = Int32(perRank.map { $0[3] }.first { $0 != 0 } ?? 0)
+        // The validation loss (collective: every rank takes part) on the steps it is due.
+        var valLoss: Double? = nil
+        if let validation, config.evalEvery > 0, r.step % config.evalEvery == 0 || r.step == config.steps {
+            valLoss = try trainer.validationLoss(on: validation, batches: config.evalBatches)
+        }
         if comm.rank == 0 {
             let peaks = perRank.map { Int($0[0]) }
+            let valText = valLoss.map { String(format: " | val_loss %.4f", $0) } ?? ""
             if options.logEvery > 0 && (r.step % options.logEvery == 0 || r.step == config.steps || r.step == 1) {
                 let mem = peaks.map { formatBytes($0) }.joined(separator: " ")
                 let since = (ContinuousClock.now - started).components
                 let elapsed = Double(since.seconds) + Double(since.attoseconds) * 1e-18
                 let eta = elapsed / Double(r.step - firstStep) * Double(config.steps - r.step)
-                log(String(format: "step %5d/%d | loss %.4f | lr %.3e | grad_norm_preclip %.3f | %.0f tok/s | %.0f ms (comm exposed %.0f%%)%@ | peak/rank %@ | elapsed %@ | eta %@",
-                           r.step, config.steps, r.loss, r.learningRate, r.gradNormPreclip, Double(r.tokens) / r.seconds,
+                log(String(format: "step %5d/%d | loss %.4f%@ | lr %.3e | grad_norm_preclip %.3f | %.0f tok/s | %.0f ms (comm exposed %.0f%%)%@ | peak/rank %@ | elapsed %@ | eta %@",
+                           r.step, config.steps, r.loss, valText, r.learningRate, r.gradNormPreclip, Double(r.tokens) / r.seconds,
                            r.seconds * 1000, r.seconds > 0 ? 100 * commTime.waitSeconds / r.seconds : 0,
                            r.skipped ? " | SKIPPED (non-finite)" : "", mem, formatDuration(elapsed), formatDuration(eta)))
+            } else if !valText.isEmpty && options.logEvery > 0 {
+                log(String(format: "step %5d/%d%@", r.step, config.steps, valText))
             }
             metrics?.write([
                 ("step", "\(r.step)"), ("loss", jsonNumber(r.loss)), ("lr", jsonNumber(r.learningRate)),
@@ -124,7 +139,7 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
                 ("peak_rss_bytes", "\(peakResidentBytes())"),
                 ("peak_ledger_bytes_per_rank", "[" + peaks.map(String.init).joined(separator: ", ") + "]"),
                 ("peak_bytes_by_category", jsonObject(Dictionary(uniqueKeysWithValues: ledger.peakByCategory.map { ($0.key.rawValue, $0.value) }))),
-            ] + stepTimingFields(commTime, computeSeconds: computeSeconds))
+            ] + stepTimingFields(commTime, computeSeconds: computeSeconds) + (valLoss.map { [("val_loss", jsonNumber($0))] } ?? []))
         }
         if options.sampleEvery > 0 && r.step % options.sampleEvery == 0, let gpt = GPTConfig.named(config.model) {
             let units = try trainer.consolidatedMaster()   // collective: every rank gathers

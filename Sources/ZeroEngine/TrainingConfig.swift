@@ -36,6 +36,14 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var optimizer = OptimizerKind.adamw
     public var precision = PrecisionName.bf16
     public var data: String? = nil
+    /// Validation data (a file, directory or glob, like `data`).
+    public var valData: String? = nil
+    /// Hold out the last fraction of the `data` stream as validation data (0: none).
+    public var valFraction = 0.0
+    /// Validation loss every K steps and at the last step (0: never).
+    public var evalEvery = 0
+    /// Micro-batches of the fixed validation set.
+    public var evalBatches = 8
     public var initFrom: String? = nil
     public var seed: UInt64 = 1337
     public var save: String? = nil
@@ -83,6 +91,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if saveEvery > 0 && save == nil { throw ConfigError("--save-every needs --save DIR") }
         if schedule == .deepspeed && deepSpeedSchedule == nil {
             throw ConfigError("--schedule deepspeed comes with a DeepSpeed config's \"scheduler\" section (--config FILE)")
+        }
+        if valData != nil && valFraction > 0 {
+            throw ConfigError("--val-data and --val-fraction both name validation data; give one of them")
+        }
+        if evalEvery > 0 && valData == nil && valFraction == 0 {
+            throw ConfigError("--eval-every needs validation data: --val-data PATH or --val-fraction F")
         }
     }
 

@@ -49,6 +49,10 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: .option("optimizer")) var optimizer: String?
     @Option(parsing: .unconditional, help: .option("precision")) var precision: String?
     @Option(parsing: .unconditional, help: .option("data")) var data: String?
+    @Option(parsing: .unconditional, help: .option("val-data")) var valData: String?
+    @Option(parsing: .unconditional, help: .option("val-fraction")) var valFraction: String?
+    @Option(parsing: .unconditional, help: .option("eval-every")) var evalEvery: String?
+    @Option(parsing: .unconditional, help: .option("eval-batches")) var evalBatches: String?
     @Option(name: .customLong("init"), parsing: .unconditional, help: .option("init")) var initFrom: String?
     @Option(parsing: .unconditional, help: .option("seed")) var seed: String?
     @Option(parsing: .unconditional, help: .option("save")) var save: String?

@@ -10,7 +10,14 @@ import ZeroOptim
 /// of one rank (times the ranks this machine runs) fits in this machine's memory. Each
 /// failure is one line naming the option, what was expected and what was found.
 func checkRunFits(_ c: TrainingConfig, simulatedRanks: Int?) throws {
-    if let path = c.data { try checkInputFile(path, option: "--data", expected: "a text file or an llm.c .bin token shard") }
+    for (option, spec) in [("--data", c.data), ("--val-data", c.valData)] {
+        guard let spec else { continue }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: spec, isDirectory: &isDirectory), !isDirectory.boolValue {
+            try checkInputFile(spec, option: option, expected: "a text file, an llm.c .bin token shard, a directory or a glob of them")
+        }
+        do { try TokenDataset.inspect(spec) } catch { throw ConfigError("\(option) \(error)") }
+    }
     if let path = c.initFrom, !HuggingFaceGPT2.isDirectory(URL(fileURLWithPath: path)) {
         try checkInputFile(path, option: "--init", expected: "a .safetensors file or a save_pretrained directory")
     }

@@ -84,4 +84,22 @@ import ZeroModels
         #expect(data.windowStart(step: 0, microBatch: 0, row: 0, seed: 1, sequenceLength: T)
                 != data.windowStart(step: 1, microBatch: 0, row: 0, seed: 1, sequenceLength: T))
     }
+
+    /// A glob or a directory is read in byte order of the paths (10 after 09, "B" before "a")
+    /// as one stream; a split keeps the first part for training.
+    @Test func streamsAndSplits() throws {
+        let dir = temporaryURL("stream-\(UInt32.random(in: 0 ... .max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (name, text) in [("s09.txt", "cc"), ("s10.txt", "dd"), ("B.txt", "aa"), ("a.txt", "bb"), (".hidden", "zz")] {
+            try Data(text.utf8).write(to: dir.appendingPathComponent(name))
+        }
+        let all = try TokenDataset(spec: dir.path, vocabularySize: 256)
+        #expect(String(decoding: all.tokens.map { UInt8($0) }, as: UTF8.self) == "aabbccdd")
+        let glob = try TokenDataset(spec: dir.path + "/s*.txt", vocabularySize: 256)
+        #expect(String(decoding: glob.tokens.map { UInt8($0) }, as: UTF8.self) == "ccdd")
+        let (train, validation) = try all.split(validationFraction: 0.3, sequenceLength: 1)
+        #expect(train.count == 6 && validation.count == 2 && validation.tokens == Array(all.tokens.suffix(2)))
+        #expect(throws: TokenDatasetError.self) { try all.split(validationFraction: 0.1, sequenceLength: 1) }  // 0 tokens held out
+    }
 }
