@@ -74,6 +74,22 @@ import Testing
         #expect(Set(shas).count == 1, "\(shas)")
     }
 
+    /// `--recompute` under mpirun: 2 MPI ranks at stage 3 with it equal 1 rank without it
+    /// (fp32 and bf16); the recompute path reads the weights stage 3 gathered for the backward op.
+    @Test(arguments: ["fp32", "bf16"])
+    func recomputeUnderMPIKeepsTheBits(precision: String) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zt-recompute-\(getpid())-\(precision)")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let args = ["--model", "gpt-tiny", "--steps", "2", "--micro-batch", "2", "--seq-len", "64", "--global-micro-batches", "2",
+                    "--precision", precision]
+        let kept = dir.appendingPathComponent("kept.jsonl").path, recomputed = dir.appendingPathComponent("recomputed.jsonl").path
+        let a = try runProcess(zeroTrainBinary(), args + ["--metrics", kept], timeout: .seconds(120))
+        let b = try runMPI(ranks: 2, args + ["--stage", "3", "--recompute", "--metrics", recomputed], timeout: .seconds(120))
+        #expect(a.status == 0 && b.status == 0, "\(a.stderr)\(b.stderr)")
+        let (x, y) = (try Self.metrics(kept), try Self.metrics(recomputed))
+        #expect(!x.sha.isEmpty && x.sha == y.sha && x.losses == y.losses)
+    }
+
     @Test(arguments: [
         (["--stage", "4"], "stage must be 0, 1, 2 or 3"),
         (["--model", "gpt-huge"], "--model must be gpt-tiny, gpt-small, gpt-medium, gpt2-124m or mlp, or a GPT shape gpt-L<layers>-H<heads>-C<channels>-T<context>-V<vocab>, not 'gpt-huge'"),
