@@ -129,7 +129,8 @@ extension AllocationPlan {
     /// own comes in as arguments: optimizer state bytes per master element (K - 4), the model's
     /// activations, the communicator's own scratch, and bf16 matmul operand copies.
     public func buffers(optimizerStateBytesPerElement k: Int, activationBytes: Int,
-                        communicatorScratch: [PlannedBuffer] = [], matmulOperandBytes: Int = 0) -> [PlannedBuffer] {
+                        communicatorScratch: [PlannedBuffer] = [], matmulOperandBytes: Int = 0,
+                        recompute: Bool = false) -> [PlannedBuffer] {
         let units = 0..<partition.unitCount
         func elements(_ extent: Extent) -> (Int, Int) {
             units.reduce((0, 0)) { ($0.0 + range(extent, unit: $1).count, $0.1 + realCount(extent, unit: $1)) }
@@ -154,7 +155,7 @@ extension AllocationPlan {
             out.append(term(.gradients, "gradient wire copy, \(precision.reduce.rawValue) (largest unit)", precision.reduce.byteWidth, largest(units)))
         }
         out.append(term(.gradients, "reduced fp32 gradient partials x \(levels) level\(levels == 1 ? "" : "s")", 4, elements(master), copies: levels))
-        out.append(PlannedBuffer(category: .activations, name: "activations (B=\(microBatch), T=\(sequenceLength))", bytes: activationBytes))
+        out.append(PlannedBuffer(category: .activations, name: "activations (B=\(microBatch), T=\(sequenceLength)\(recompute ? ", per-block recompute" : ""))", bytes: activationBytes))
         let widened = !computeSlotCounts.isEmpty
         if !gatheredSlotCounts.isEmpty {
             let merged = widened && computeSlotCategory == .gathered

@@ -43,7 +43,7 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
     // Times every collective; the per-step communication metrics are its deltas.
     let comm = TimedCommunicator(base)
     comm.attach(ledger: ledger)
-    Blas.setThreadCount(config.blasThreads)
+    Blas.setThreadCount(config.computeThreads)
     try checkConsensus(config, comm)
     StopSignals.install()
     // The save directory is checked writable and locked before anything trains.

@@ -124,7 +124,7 @@ public final class Trainer {
 func makeModel(_ config: TrainingConfig, ledger: MemoryLedger) throws -> any TrainableModel {
     if let gpt = GPTConfig.named(config.model) {
         return GPT(config: gpt, batchSize: config.microBatch, sequenceLength: config.seqLen, ledger: ledger,
-                   precision: config.isBF16 ? .bf16 : .fp32)
+                   precision: config.isBF16 ? .bf16 : .fp32, recompute: config.recompute)
     }
     return MLP(vocabularySize: 256, hiddenWidths: [256, 256], batchSize: config.microBatch,
                sequenceLength: config.seqLen, ledger: ledger, precision: config.isBF16 ? .bf16 : .fp32)

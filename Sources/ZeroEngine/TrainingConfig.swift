@@ -59,6 +59,14 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// thread counts, which changes the bits; the determinism contract holds for one
     /// value across runs, so it is part of the config (default 1: one core per rank).
     public var blasThreads = 1
+    /// Compute threads per rank (`--threads`): OpenBLAS's and oneDNN's OpenMP count; when
+    /// set it is what runs, in place of `blasThreads`. Like it, part of the determinism key.
+    public var threads: Int? = nil
+    /// The thread count the rank's matmuls run with.
+    public var computeThreads: Int { threads ?? blasThreads }
+    /// Per-block activation recompute: the forward keeps only block inputs, the backward
+    /// recomputes each block's activations first. Same bits, less activation memory.
+    public var recompute = false
     /// Progress line every N steps (rank 0).
     public var logEvery = 1
 
@@ -97,6 +105,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         }
         if evalEvery > 0 && valData == nil && valFraction == 0 {
             throw ConfigError("--eval-every needs validation data: --val-data PATH or --val-fraction F")
+        }
+        if let threads, blasThreads != 1, blasThreads != threads {
+            throw ConfigError("--threads \(threads) and --blas-threads \(blasThreads) disagree; give one of them")
         }
     }
 

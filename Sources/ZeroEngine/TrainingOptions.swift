@@ -232,6 +232,10 @@ extension TrainingOption {
                "Seconds a collective waits for the other ranks before the job aborts."),
         option("blas-threads", \.blasThreads, manifest: "blasThreads", .from(1, to: 256),
                "OpenBLAS threads per rank. Bits are identical across rank counts only for the same value."),
+        option("threads", \.threads, manifest: "threads", .from(1, to: 256),
+               "Compute threads per rank: OpenBLAS and oneDNN (OpenMP) both run T threads; replaces --blas-threads. Part of the determinism key: bits are identical across stages and rank counts for one T."),
+        option("recompute", \.recompute, manifest: "recompute", math: false, .any,
+               "Recompute each GPT block's activations in backward from its saved input: less activation memory, about one more forward of compute, same bits."),
         option("log-every", \.logEvery, manifest: "logEvery", math: false, .from(0, to: 1_000_000_000),
                "Print a progress line every N steps; 0: none (scripts)."),
     ]

@@ -8,6 +8,10 @@ import ZeroModels
 public enum ActivationEstimate {
     /// Exactly the bytes the runtime's GPT allocates for (B, T).
     public static let runtime: ActivationBytes = { GPT.activationBytes(config: $0, batchSize: $1, sequenceLength: $2) }
+    /// Exactly the bytes the runtime's GPT allocates with per-block recompute (`--recompute`).
+    public static let recomputed: ActivationBytes = {
+        GPT.activationBytes(config: $0, batchSize: $1, sequenceLength: $2, recompute: true)
+    }
 
     /// fp32 values the GPT-2 forward keeps for backward (llm.c's ActivationTensors, with one
     /// (B, NH, T, T) attention matrix: the softmax probabilities):

@@ -113,8 +113,11 @@ public struct RunConfiguration: Sendable {
     public var optimizerBytesPerParameter: Int
     /// A: alignment of every unit's padding, in elements (the engine's 1024).
     public var alignment: Int
-    /// The model's activation bytes; default: exactly what `GPT` allocates.
+    /// The model's activation bytes; default: exactly what `GPT` allocates (with `recompute`).
     public var activationBytes: ActivationBytes
+    /// Per-block activation recompute (`--recompute`): labels the activations term; the
+    /// default `activationBytes` follows it.
+    public var recompute: Bool
     /// Communicator receive scratch; nil means what `backend` allocates (BufferPlan.communication).
     public var communicationScratchBytes: Int?
     /// Which communicator runs: its receive scratch differs.
@@ -132,14 +135,16 @@ public struct RunConfiguration: Sendable {
     public init(model: GPTConfig, ranks: Int, stage: Int, microBatch: Int, sequenceLength: Int,
                 accumulationSteps: Int = 1, precision: PrecisionMode = .bf16,
                 optimizerBytesPerParameter: Int = 12, alignment: Int = 1024,
-                activationBytes: @escaping ActivationBytes = ActivationEstimate.runtime,
-                communicationScratchBytes: Int? = nil, backend: Backend = .mpi)
+                activationBytes: ActivationBytes? = nil,
+                communicationScratchBytes: Int? = nil, backend: Backend = .mpi, recompute: Bool = false)
     {
+        self.recompute = recompute
         self.backend = backend
         self.model = model; self.ranks = ranks; self.stage = stage; self.microBatch = microBatch
         self.sequenceLength = sequenceLength; self.accumulationSteps = accumulationSteps
         self.precision = precision; self.optimizerBytesPerParameter = optimizerBytesPerParameter
-        self.alignment = alignment; self.activationBytes = activationBytes
+        self.alignment = alignment
+        self.activationBytes = activationBytes ?? (recompute ? ActivationEstimate.recomputed : ActivationEstimate.runtime)
         self.communicationScratchBytes = communicationScratchBytes
     }
 
@@ -216,6 +221,6 @@ public enum BufferPlan {
         return plan.buffers(optimizerStateBytesPerElement: c.optimizerBytesPerParameter - 4,
                             activationBytes: c.activationBytes(c.model, c.microBatch, c.sequenceLength),
                             communicatorScratch: communicatorScratch(c, plan),
-                            matmulOperandBytes: matmulOperandBytes)
+                            matmulOperandBytes: matmulOperandBytes, recompute: c.recompute)
     }
 }

@@ -86,6 +86,16 @@ public struct NodeVerdict: Sendable {
         if let s = zeroStages.first(where: { $0 > chosen && verdict.fits($0) }) {
             ideas.append("--stage \(s) (node peak \(gib.format(stages[s].peakBytes)) GiB)")
         }
+        // Per-block activation recompute, at the chosen stage, else at stage 3.
+        if !run.recompute {
+            var c = run
+            c.recompute = true
+            c.activationBytes = ActivationEstimate.recomputed
+            let p = peaks(c, ranksPerNode: ranksPerNode)
+            if let s = (chosen < 3 ? [chosen, 3] : [3]).first(where: { p[$0].peakBytes <= nodeMemoryBytes }) {
+                ideas.append("--stage \(s) --recompute (same bits; node peak \(gib.format(p[s].peakBytes)) GiB)")
+            }
+        }
         // The largest micro-batch (a halving of the current one) that fits, at the chosen stage, else at stage 3.
         search: for s in chosen < 3 ? [chosen, 3] : [3] {
             var b = run.microBatch / 2

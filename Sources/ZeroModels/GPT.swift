@@ -7,6 +7,12 @@ import ZeroTensor
 /// Activations for one micro-batch of B x T are allocated once, in category
 /// `.activations`, and `activationBytes` reports exactly that size.
 ///
+/// With `recompute`, the forward keeps only each block's output (the next block's input) and
+/// runs every block in one shared set of per-block buffers; block i's backward op first
+/// recomputes block i's activations from its input with the weights it was handed (stage 3
+/// has them gathered for that op), then runs. The kernels are deterministic, so the
+/// recomputed values, and every gradient, are bit-identical to a run that kept them.
+///
 /// State flows between ops (activations forward, the residual-stream gradient backward),
 /// so call `setBatch`, every forward op in order, then every backward op in reverse.
 /// Sendable only to be handed to a rank thread: all use is from one thread at a time, never concurrent.
@@ -21,6 +27,8 @@ public final class GPT: TrainableModel, @unchecked Sendable {
     public private(set) var loss: Float = .nan
     /// The dtype every matmul multiplies in (bf16: bf16-rounded inputs, fp32 accumulation).
     public let precision: ComputePrecision
+    /// Per-block activation recompute (see the type's comment).
+    public let recompute: Bool
 
     private let matmul: Matmul
     private let plan: ActivationPlan
@@ -33,18 +41,20 @@ public final class GPT: TrainableModel, @unchecked Sendable {
     private let attentionFloats: FlatBuffer<Float>?
     private let attentionBuffers: BF16AttentionBuffers?
 
-    public init(config: GPTConfig, batchSize: Int, sequenceLength: Int, ledger: MemoryLedger?, precision: ComputePrecision = .fp32) {
+    public init(config: GPTConfig, batchSize: Int, sequenceLength: Int, ledger: MemoryLedger?, precision: ComputePrecision = .fp32,
+                recompute: Bool = false) {
         precondition(sequenceLength >= 1 && sequenceLength <= config.contextLength, "sequence length must be in 1...\(config.contextLength)")
         precondition(config.channels % config.heads == 0, "channels must be a multiple of heads")
         self.config = config
         self.precision = precision
+        self.recompute = recompute
         matmul = Matmul(precision)
         layout = GPT.layout(for: config)
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
         let L = config.layers
         opUnits = [[0]] + (1...max(1, L)).prefix(L).map { [$0] } + [[L + 1, 0]]
-        plan = ActivationPlan(config: config, B: batchSize, T: sequenceLength)
+        plan = ActivationPlan(config: config, B: batchSize, T: sequenceLength, recompute: recompute)
         floats = FlatBuffer(count: plan.total, category: .activations, ledger: ledger)
         ids = FlatBuffer(count: 2 * batchSize * sequenceLength, category: .activations, ledger: ledger)
         blockOffsets = BlockOffsets(C: config.channels)
@@ -72,8 +82,8 @@ public final class GPT: TrainableModel, @unchecked Sendable {
     }
 
     /// Bytes this model allocates through the ledger for a B x T micro-batch.
-    public static func activationBytes(config: GPTConfig, batchSize: Int, sequenceLength: Int) -> Int {
-        let plan = ActivationPlan(config: config, B: batchSize, T: sequenceLength)
+    public static func activationBytes(config: GPTConfig, batchSize: Int, sequenceLength: Int, recompute: Bool = false) -> Int {
+        let plan = ActivationPlan(config: config, B: batchSize, T: sequenceLength, recompute: recompute)
         return plan.total * MemoryLayout<Float>.stride + 2 * batchSize * sequenceLength * MemoryLayout<Int32>.stride
     }
 
@@ -109,22 +119,7 @@ public final class GPT: TrainableModel, @unchecked Sendable {
             let w = unit(weights, 0)
             Kernels.encoderForward(out: a + plan.encoded, tokens: tokens, wte: w, wpe: w + V * C, B: B, T: T, C: C)
         } else if op <= L {
-            let l = op - 1
-            let w = unit(weights, op), o = blockOffsets, p = plan.layer(l)
-            let input = UnsafePointer(a + plan.blockInput(l))
-            Kernels.layerNormForward(out: a + p.ln1, mean: a + p.ln1Mean, rstd: a + p.ln1Rstd, inp: input,
-                                     weight: w + o.ln1w, bias: w + o.ln1b, N: N, C: C)
-            Kernels.linearForward(out: a + p.qkv, inp: a + p.ln1, weight: w + o.attnW, bias: w + o.attnB, N: N, C: C, OC: 3 * C, matmul: matmul)
-            Kernels.attentionForward(out: a + p.atty, att: a + p.att, qkv: a + p.qkv, B: B, T: T, C: C, NH: config.heads, matmul: matmul,
-                                     bf16: attentionBuffers)
-            Kernels.linearForward(out: a + p.res2, inp: a + p.atty, weight: w + o.attnProjW, bias: w + o.attnProjB, N: N, C: C, OC: C, matmul: matmul)
-            Kernels.residualForward(out: a + p.res2, a: a + p.res2, b: input, count: N * C)
-            Kernels.layerNormForward(out: a + p.ln2, mean: a + p.ln2Mean, rstd: a + p.ln2Rstd, inp: a + p.res2,
-                                     weight: w + o.ln2w, bias: w + o.ln2b, N: N, C: C)
-            Kernels.linearForward(out: a + p.fch, inp: a + p.ln2, weight: w + o.fcW, bias: w + o.fcB, N: N, C: C, OC: 4 * C, matmul: matmul)
-            Kernels.geluForward(out: a + p.fchGelu, inp: a + p.fch, count: N * 4 * C)
-            Kernels.linearForward(out: a + p.res3, inp: a + p.fchGelu, weight: w + o.fcProjW, bias: w + o.fcProjB, N: N, C: 4 * C, OC: C, matmul: matmul)
-            Kernels.residualForward(out: a + p.res3, a: a + p.res3, b: a + p.res2, count: N * C)
+            blockForward(op - 1, weights: unit(weights, op), throughOutput: true)
         } else {
             precondition(op == L + 1, "op \(op) out of range")
             let w = unit(weights, L + 1), wte = unit(weights, 0)
@@ -133,6 +128,30 @@ public final class GPT: TrainableModel, @unchecked Sendable {
             matmul.gemm(transposeB: true, m: N, n: V, k: C, a: a + plan.lnf, lda: C, b: wte, ldb: C, c: a + plan.logits, ldc: V)
             loss = Kernels.crossEntropyForward(losses: a + plan.losses, logits: a + plan.logits, targets: tokens + N, N: N, V: V)
         }
+    }
+
+    /// Block l's forward. Without `throughOutput` it stops before the MLP's output projection
+    /// and residual (the block's output): all a recompute needs for block l's backward.
+    private func blockForward(_ l: Int, weights w: UnsafePointer<Float>, throughOutput: Bool) {
+        let B = batchSize, T = sequenceLength, C = config.channels
+        let N = B * T
+        let a = floats.pointer.baseAddress!
+        let o = blockOffsets, p = plan.layer(l)
+        let input = UnsafePointer(a + plan.blockInput(l))
+        Kernels.layerNormForward(out: a + p.ln1, mean: a + p.ln1Mean, rstd: a + p.ln1Rstd, inp: input,
+                                 weight: w + o.ln1w, bias: w + o.ln1b, N: N, C: C)
+        Kernels.linearForward(out: a + p.qkv, inp: a + p.ln1, weight: w + o.attnW, bias: w + o.attnB, N: N, C: C, OC: 3 * C, matmul: matmul)
+        Kernels.attentionForward(out: a + p.atty, att: a + p.att, qkv: a + p.qkv, B: B, T: T, C: C, NH: config.heads, matmul: matmul,
+                                 bf16: attentionBuffers)
+        Kernels.linearForward(out: a + p.res2, inp: a + p.atty, weight: w + o.attnProjW, bias: w + o.attnProjB, N: N, C: C, OC: C, matmul: matmul)
+        Kernels.residualForward(out: a + p.res2, a: a + p.res2, b: input, count: N * C)
+        Kernels.layerNormForward(out: a + p.ln2, mean: a + p.ln2Mean, rstd: a + p.ln2Rstd, inp: a + p.res2,
+                                 weight: w + o.ln2w, bias: w + o.ln2b, N: N, C: C)
+        Kernels.linearForward(out: a + p.fch, inp: a + p.ln2, weight: w + o.fcW, bias: w + o.fcB, N: N, C: C, OC: 4 * C, matmul: matmul)
+        Kernels.geluForward(out: a + p.fchGelu, inp: a + p.fch, count: N * 4 * C)
+        guard throughOutput else { return }
+        Kernels.linearForward(out: a + p.res3, inp: a + p.fchGelu, weight: w + o.fcProjW, bias: w + o.fcProjB, N: N, C: 4 * C, OC: C, matmul: matmul)
+        Kernels.residualForward(out: a + p.res3, a: a + p.res3, b: a + p.res2, count: N * C)
     }
 
     // MARK: backward
@@ -158,6 +177,7 @@ public final class GPT: TrainableModel, @unchecked Sendable {
             precondition(op <= L, "op \(op) out of range")
             let l = op - 1
             let w = unit(weights, op), g = grad(gradients, op), o = blockOffsets, p = plan.layer(l)
+            if recompute { blockForward(l, weights: w, throughOutput: false) }
             let input = UnsafePointer(a + plan.blockInput(l))
             let dqkv = a + plan.dqkv, dfch = a + plan.dfch
             // res3 = res2 + fcproj: dres flows to both; fcproj = gelu(fch) Wp + bp
@@ -210,7 +230,9 @@ struct BlockOffsets {
     }
 }
 
-/// Offsets (in floats) of every activation inside the single activation buffer.
+/// Offsets (in floats) of every activation inside the single activation buffer. With
+/// `recompute`, every layer shares one set of per-block buffers and keeps only its own
+/// output (`res3`, the next block's input).
 struct ActivationPlan {
     struct Layer { var ln1, ln1Mean, ln1Rstd, qkv, atty, att, res2, ln2, ln2Mean, ln2Rstd, fch, fchGelu, res3: Int }
     let N: Int
@@ -221,21 +243,25 @@ struct ActivationPlan {
     let dres, dbuf, dqkv, dfch, dattScratch: Int
     let total: Int
 
-    init(config: GPTConfig, B: Int, T: Int) {
+    init(config: GPTConfig, B: Int, T: Int, recompute: Bool = false) {
         let C = config.channels, NH = config.heads, V = config.vocabularySize
         let N = B * T
         self.N = N
         var o = 0
         func take(_ n: Int) -> Int { defer { o += n }; return o }
         encoded = take(N * C)
-        var layers: [Layer] = []
-        for _ in 0..<config.layers {
-            layers.append(Layer(
-                ln1: take(N * C), ln1Mean: take(N), ln1Rstd: take(N), qkv: take(3 * N * C), atty: take(N * C),
-                att: take(B * NH * T * T), res2: take(N * C), ln2: take(N * C), ln2Mean: take(N), ln2Rstd: take(N),
-                fch: take(4 * N * C), fchGelu: take(4 * N * C), res3: take(N * C)))
+        func block(res3: () -> Int) -> Layer {
+            Layer(ln1: take(N * C), ln1Mean: take(N), ln1Rstd: take(N), qkv: take(3 * N * C), atty: take(N * C),
+                  att: take(B * NH * T * T), res2: take(N * C), ln2: take(N * C), ln2Mean: take(N), ln2Rstd: take(N),
+                  fch: take(4 * N * C), fchGelu: take(4 * N * C), res3: res3())
         }
-        self.layers = layers
+        if recompute {
+            let outputs = (0..<config.layers).map { _ in take(N * C) }
+            let shared = block(res3: { -1 })
+            layers = outputs.map { var layer = shared; layer.res3 = $0; return layer }
+        } else {
+            layers = (0..<config.layers).map { _ in block(res3: { take(N * C) }) }
+        }
         lnf = take(N * C); lnfMean = take(N); lnfRstd = take(N); logits = take(N * V); losses = take(N)
         dres = take(N * C); dbuf = take(N * C); dqkv = take(3 * N * C); dfch = take(4 * N * C); dattScratch = take(T * T)
         total = o

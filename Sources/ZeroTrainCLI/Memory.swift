@@ -14,6 +14,7 @@ struct Memory: ParsableCommand {
           zero-train memory --table1                  the paper's Table 1, recomputed
         Runtime view (every buffer the engine allocates, by category):
           zero-train memory --model gpt-small --ranks 4 --micro-batch 8 --stage 3
+          zero-train memory --model gpt2-124m --ranks 4 --micro-batch 8 --seq-len 1024 --recompute
         Node verdict (runtime view): R ranks per node share its memory, with each process's overhead
         and the transient peaks of --init loading and checkpoint saves:
           zero-train memory --model gpt2-124m --ranks 8 --ranks-per-node 4 --node-memory 24GiB --stage 3
@@ -69,6 +70,9 @@ struct Memory: ParsableCommand {
 
     @Flag(help: "Also print what DeepSpeed's ZeRO-2/ZeRO-3 estimators would for the same inputs.")
     var deepspeed = false
+
+    @Flag(help: "Runtime view: per-block activation recompute (the trainer's --recompute).")
+    var recompute = false
 
     @Flag(help: "One JSON object instead of the human table.")
     var json = false
@@ -129,7 +133,8 @@ struct Memory: ParsableCommand {
             let run = RunConfiguration(model: config, ranks: ranks, stage: shown[0], microBatch: microBatch,
                                        sequenceLength: seqLen ?? config.contextLength, accumulationSteps: gradAccum,
                                        precision: precisionMode, optimizerBytesPerParameter: k,
-                                       backend: measure && !MPICommunicator.isLaunchedByMPI ? .simulated : .mpi)
+                                       backend: measure && !MPICommunicator.isLaunchedByMPI ? .simulated : .mpi,
+                                       recompute: recompute)
             var report = try MemoryReport.runtime(run, stages: shown, budgetBytes: budget, budgetSource: source)
             if let nodeBytes {
                 report.node = try NodeVerdict.evaluate(run, ranksPerNode: perNode, nodeMemoryBytes: nodeBytes, source: nodeSource,

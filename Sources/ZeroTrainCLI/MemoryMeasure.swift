@@ -22,6 +22,7 @@ func measureRun(_ run: RunConfiguration, stage: Int, optimizer: String, steps: I
     config.gradAccum = run.accumulationSteps
     config.precision = precision
     config.optimizer = kind
+    config.recompute = run.recompute
     config.warmup = 0
     let categories = MemoryCategory.allCases
     let trainConfig = config

@@ -62,6 +62,8 @@ struct Train: ParsableCommand {
     @Flag(help: .option("error-if-nonfinite")) var errorIfNonfinite = false
     @Option(parsing: .unconditional, help: .option("timeout")) var timeout: String?
     @Option(parsing: .unconditional, help: .option("blas-threads")) var blasThreads: String?
+    @Option(parsing: .unconditional, help: .option("threads")) var threads: String?
+    @Flag(help: .option("recompute")) var recompute = false
     @Option(parsing: .unconditional, help: .option("log-every")) var logEvery: String?
 
     // Options of this invocation, not of the run's configuration.

@@ -57,6 +57,39 @@ import Testing
         #expect(try Self.metrics(one).sha == Self.metrics(two).sha)
     }
 
+    /// `--threads T` sets OpenBLAS's and oneDNN's thread count like --blas-threads T (same
+    /// bits), and for one T the bits do not depend on stage or rank count.
+    @Test func threadsIsTheComputeThreadCount() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zt-threads-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let args = ["--model", "gpt-tiny", "--steps", "2", "--micro-batch", "4", "--seq-len", "64", "--global-micro-batches", "2"]
+        var shas: [String] = []
+        for (i, extra) in [["--threads", "2"], ["--blas-threads", "2"], ["--threads", "2", "--simulate", "2", "--stage", "3"],
+                           ["--threads", "2", "--blas-threads", "2", "--simulate", "2", "--stage", "1", "--recompute"]].enumerated() {
+            let path = dir.appendingPathComponent("\(i).jsonl").path
+            let r = try runProcess(zeroTrainBinary(), args + extra + ["--metrics", path], timeout: .seconds(120))
+            #expect(r.status == 0, "\(extra): \(r.stderr)")
+            shas.append(try Self.metrics(path).sha)
+        }
+        #expect(Set(shas).count == 1, "\(shas)")
+    }
+
+    /// `--recompute` under mpirun: 2 MPI ranks at stage 3 with it equal 1 rank without it
+    /// (fp32 and bf16); the recompute path reads the weights stage 3 gathered for the backward op.
+    @Test(arguments: ["fp32", "bf16"])
+    func recomputeUnderMPIKeepsTheBits(precision: String) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zt-recompute-\(getpid())-\(precision)")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let args = ["--model", "gpt-tiny", "--steps", "2", "--micro-batch", "2", "--seq-len", "64", "--global-micro-batches", "2",
+                    "--precision", precision]
+        let kept = dir.appendingPathComponent("kept.jsonl").path, recomputed = dir.appendingPathComponent("recomputed.jsonl").path
+        let a = try runProcess(zeroTrainBinary(), args + ["--metrics", kept], timeout: .seconds(120))
+        let b = try runMPI(ranks: 2, args + ["--stage", "3", "--recompute", "--metrics", recomputed], timeout: .seconds(120))
+        #expect(a.status == 0 && b.status == 0, "\(a.stderr)\(b.stderr)")
+        let (x, y) = (try Self.metrics(kept), try Self.metrics(recomputed))
+        #expect(!x.sha.isEmpty && x.sha == y.sha && x.losses == y.losses)
+    }
+
     @Test(arguments: [
         (["--stage", "4"], "stage must be 0, 1, 2 or 3"),
         (["--model", "gpt-huge"], "--model must be gpt-tiny, gpt-small, gpt-medium, gpt2-124m or mlp, or a GPT shape gpt-L<layers>-H<heads>-C<channels>-T<context>-V<vocab>, not 'gpt-huge'"),
@@ -65,6 +98,8 @@ import Testing
         (["--data", "/nonexistent/file.bin"], "/nonexistent/file.bin"),
         (["--resume", "/nonexistent/ckpt"], "no checkpoint directory"),
         (["--precision", "fp16"], "--precision must be bf16 or fp32"),
+        (["--threads", "2", "--blas-threads", "3"], "--threads 2 and --blas-threads 3 disagree"),
+        (["--threads", "0"], "--threads must be an integer from 1 to 256"),
     ])
     func badInputGetsOneLineAndNonZeroExit(args: [String], message: String) throws {
         let r = try runProcess(zeroTrainBinary(), args + ["--steps", "1"], timeout: .seconds(60))

@@ -11,11 +11,13 @@ import ZeroTensor
 @Suite struct MemoryAccountingTests {
     @Test(arguments: [0, 1, 2, 3])
     func predictedEqualsMeasuredPerCategory(stage: Int) throws {
-        for (ranks, accumulation, precision) in [(1, 3, "bf16"), (2, 1, "bf16"), (4, 2, "bf16"), (2, 2, "fp32")] {
+        for (ranks, accumulation, precision, recompute) in [(1, 3, "bf16", false), (2, 1, "bf16", false), (4, 2, "bf16", false),
+                                                             (2, 2, "fp32", false), (2, 2, "bf16", true), (1, 1, "fp32", true)] {
             var config = tinyConfig(stage: stage, steps: 2)
             config.globalMicroBatches = nil
             config.gradAccum = accumulation
             config.precision = PrecisionName(rawValue: precision)!
+            config.recompute = recompute
             let ledgers = (0..<ranks).map { _ in MemoryLedger() }
             var options = RunOptions()
             options.log = { _ in }
@@ -25,12 +27,13 @@ import ZeroTensor
             }
             let run = RunConfiguration(model: .tiny, ranks: ranks, stage: stage, microBatch: config.microBatch,
                                        sequenceLength: config.seqLen, accumulationSteps: accumulation,
-                                       precision: precision == "bf16" ? .bf16 : .fp32, backend: .simulated)
+                                       precision: precision == "bf16" ? .bf16 : .fp32, backend: .simulated,
+                                       recompute: recompute)
             let predicted = MemoryReport.runtimeEstimate(run, stage: stage)
             for (r, ledger) in ledgers.enumerated() {
                 for category in MemoryCategory.allCases {
                     #expect(ledger.peak(category) == predicted.bytes(category),
-                            "stage \(stage), \(ranks) ranks, A=\(accumulation), \(precision), rank \(r): \(category)")
+                            "stage \(stage), \(ranks) ranks, A=\(accumulation), \(precision), recompute \(recompute), rank \(r): \(category)")
                 }
                 #expect(ledger.peakTotal == predicted.totalBytes)
             }

@@ -66,4 +66,21 @@ import ZeroModels
             try NodeVerdict.evaluate(run, ranksPerNode: 5, nodeMemoryBytes: 24 * Self.gib, source: "test", chosenStage: 0)
         }
     }
+
+    /// The target: gpt2-124m, B = 8, T = 1024, 4 ranks on a 24 GiB node fits at stage 3
+    /// only with --recompute, and the verdict says so (a suggestion whose configuration fits).
+    @Test func recomputeIsSuggestedWhenItFits() throws {
+        let run = RunConfiguration(model: .gpt2, ranks: 4, stage: 3, microBatch: 8, sequenceLength: 1024)
+        let node = try NodeVerdict.evaluate(run, ranksPerNode: 4, nodeMemoryBytes: 24 * Self.gib, source: "test", chosenStage: 3)
+        #expect(!node.fits(3))
+        let idea = try #require(node.suggestions.first { $0.contains("--recompute") }, "\(node.suggestions)")
+        #expect(idea.hasPrefix("--stage 3 --recompute"))
+        var c = run
+        c.recompute = true
+        c.activationBytes = ActivationEstimate.recomputed
+        #expect(NodeVerdict.peaks(c, ranksPerNode: 4)[3].peakBytes <= 24 * Self.gib)
+        let recomputed = RunConfiguration(model: .gpt2, ranks: 4, stage: 3, microBatch: 8, sequenceLength: 1024, recompute: true)
+        let again = try NodeVerdict.evaluate(recomputed, ranksPerNode: 4, nodeMemoryBytes: 24 * Self.gib, source: "test", chosenStage: 3)
+        #expect(again.fits(3) && again.suggestions.isEmpty)
+    }
 }
