@@ -110,11 +110,13 @@ extension PrecisionPolicy {
     public init?(named name: PrecisionName) { self.init(named: name.rawValue) }
 }
 
+/// Numbers read and write their flag text as Swift spells them.
+extension OptionValue where Self: LosslessStringConvertible {
+    public init?(optionText: String) { self.init(optionText) }
+    public var optionText: String { description }
+}
+
 extension Int: OptionValue {
-    public init?(optionText: String) {
-        guard let n = Int(optionText) else { return nil }
-        self = n
-    }
     /// JSON integers, and numbers with no fractional part (2.0); never 2.7 or a Boolean.
     public init?(json: ConfigJSON) {
         switch json {
@@ -123,14 +125,9 @@ extension Int: OptionValue {
         default: return nil
         }
     }
-    public var optionText: String { String(self) }
 }
 
 extension UInt64: OptionValue {
-    public init?(optionText: String) {
-        guard let n = UInt64(optionText) else { return nil }
-        self = n
-    }
     public init?(json: ConfigJSON) {
         switch json {
         case .int(let n): guard n >= 0 else { return nil }; self = UInt64(n)
@@ -139,15 +136,10 @@ extension UInt64: OptionValue {
         default: return nil
         }
     }
-    public var optionText: String { String(self) }
 }
 
+/// Any spelling Swift reads (so "nan", "inf" and "1e400" arrive as values and the range check names them).
 extension Double: OptionValue {
-    /// Any spelling Swift reads (so "nan", "inf" and "1e400" arrive here and the range check names them).
-    public init?(optionText: String) {
-        guard let d = Double(optionText) else { return nil }
-        self = d
-    }
     public init?(json: ConfigJSON) {
         switch json {
         case .int(let n): self = Double(n)
@@ -156,7 +148,6 @@ extension Double: OptionValue {
         default: return nil
         }
     }
-    public var optionText: String { "\(self)" }
 }
 
 extension String: OptionValue {

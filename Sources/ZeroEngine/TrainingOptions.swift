@@ -88,6 +88,13 @@ extension Accepted where Value: ChoiceValue {
     }
 }
 
+extension Accepted {
+    /// The value `text` spells, if it is of the type and accepted.
+    func value(text: String) -> Value? { Value(optionText: text).flatMap { test($0) ? $0 : nil } }
+    /// The value of a config file's JSON value, if it is of the type and accepted.
+    func value(json: ConfigJSON) -> Value? { Value(json: json).flatMap { test($0) ? $0 : nil } }
+}
+
 extension Accepted where Value == ModelName {
     /// The presets, or a custom GPT shape by name.
     static var presetOrShape: Accepted {
@@ -126,14 +133,8 @@ extension TrainingOption {
             flag: flag, configKeys: keys ?? [flag.replacingOccurrences(of: "-", with: "_")], manifestKey: manifest,
             summary: summary, accepts: accepted.phrase, choices: (V.self as? any ChoiceValue.Type).map { choiceNames($0) },
             isSwitch: V.self == Bool.self, changesMath: math,
-            setText: { c, text in
-                guard let v = V(optionText: text), accepted.test(v) else { return false }
-                c[keyPath: path] = v; return true
-            },
-            setJSON: { c, json in
-                guard let v = V(json: json), accepted.test(v) else { return false }
-                c[keyPath: path] = v; return true
-            },
+            setText: { c, text in accepted.value(text: text).map { c[keyPath: path] = $0 } != nil },
+            setJSON: { c, json in accepted.value(json: json).map { c[keyPath: path] = $0 } != nil },
             isValid: { accepted.test($0[keyPath: path]) },
             current: { $0[keyPath: path].optionText },
             encode: { c, container in try container.encode(c[keyPath: path], forKey: key) },
@@ -151,14 +152,8 @@ extension TrainingOption {
         return TrainingOption(
             flag: flag, configKeys: keys ?? [flag.replacingOccurrences(of: "-", with: "_")], manifestKey: manifest,
             summary: summary, accepts: accepted.phrase, choices: nil, isSwitch: false, changesMath: math,
-            setText: { c, text in
-                guard let v = V(optionText: text), accepted.test(v) else { return false }
-                c[keyPath: path] = v; return true
-            },
-            setJSON: { c, json in
-                guard let v = V(json: json), accepted.test(v) else { return false }
-                c[keyPath: path] = v; return true
-            },
+            setText: { c, text in accepted.value(text: text).map { c[keyPath: path] = $0 } != nil },
+            setJSON: { c, json in accepted.value(json: json).map { c[keyPath: path] = $0 } != nil },
             isValid: { c in c[keyPath: path].map(accepted.test) ?? true },
             current: { $0[keyPath: path]?.optionText },
             encode: { c, container in try container.encodeIfPresent(c[keyPath: path], forKey: key) },
