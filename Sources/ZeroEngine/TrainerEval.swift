@@ -18,15 +18,7 @@ extension Trainer {
         let n = ranks, rounds = (m + n - 1) / n
         var local = [Float](repeating: 0, count: rounds)
         for k in 0 ..< rounds {
-            data.fill(step: Self.validationStep, microBatch: k * n + rank, seed: config.seed, batchSize: config.microBatch,
-                      sequenceLength: config.seqLen, tokens: tokens.pointer, targets: targets.pointer)
-            model.setBatch(tokens: tokens.readOnly, targets: targets.readOnly,
-                           batchSize: config.microBatch, sequenceLength: config.seqLen)
-            for op in opUnits.indices {
-                try model.forward(op: op, weights: unshard(op: op))
-                reshard(op: op)
-            }
-            local[k] = model.loss
+            local[k] = try forward(microBatch: k * n + rank, of: Self.validationStep, in: data)
         }
         var gathered = [Float](repeating: 0, count: rounds * n)
         try local.withUnsafeBufferPointer { l in

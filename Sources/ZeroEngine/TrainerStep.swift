@@ -46,17 +46,23 @@ extension Trainer {
                           seconds: (ContinuousClock.now - start).seconds, nonFiniteWeights: nonFinite)
     }
 
-    /// Forward and backward of micro-batch g = a * ranks + rank; returns its loss.
-    func microBatch(accumulationStep a: Int) throws -> Float {
-        dataset.fill(step: step, microBatch: a * ranks + rank, seed: config.seed, batchSize: config.microBatch,
-                     sequenceLength: config.seqLen, tokens: tokens.pointer, targets: targets.pointer)
+    /// Loads micro-batch g of `step` from `data` and runs the forward over every op, each with
+    /// its unit's weights gathered; returns the loss.
+    func forward(microBatch g: Int, of step: Int, in data: TokenDataset) throws -> Float {
+        data.fill(step: step, microBatch: g, seed: config.seed, batchSize: config.microBatch,
+                  sequenceLength: config.seqLen, tokens: tokens.pointer, targets: targets.pointer)
         model.setBatch(tokens: tokens.readOnly, targets: targets.readOnly,
                        batchSize: config.microBatch, sequenceLength: config.seqLen)
         for op in opUnits.indices {
             try model.forward(op: op, weights: unshard(op: op))
             reshard(op: op)
         }
-        let loss = model.loss
+        return model.loss
+    }
+
+    /// Forward and backward of micro-batch g = a * ranks + rank; returns its loss.
+    func microBatch(accumulationStep a: Int) throws -> Float {
+        let loss = try forward(microBatch: a * ranks + rank, of: step, in: dataset)
         for op in opUnits.indices.reversed() {
             for u in allocation.gradientStarts[op] { units[u].beginGradient() }
             try model.backward(op: op, weights: unshard(op: op), gradients: gradients(op: op))
