@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "ZeroOptimTests", dependencies: ["ZeroOptim", "ZeroComm", "ZeroTensor"], swiftSettings: swiftFast),
         .testTarget(name: "ZeroEngineTests", dependencies: ["ZeroEngine", "ZeroComm", "ZeroModels", "ZeroOptim", "ZeroMemory", "ZeroTensor"], swiftSettings: swiftFast),
         .testTarget(name: "ZeroMemoryTests", dependencies: ["ZeroMemory", "ZeroModels"], swiftSettings: swiftFast),
-        .testTarget(name: "CLITests", dependencies: ["ZeroTrainCLI", "ZeroEngine", "ZeroModels"], swiftSettings: swiftFast),
+        .testTarget(name: "CLITests", dependencies: ["ZeroTrainCLI", "ZeroEngine", "ZeroModels", "ZeroTensor"], swiftSettings: swiftFast),
     ],
     swiftLanguageModes: [.v6]
 )

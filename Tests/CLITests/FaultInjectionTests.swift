@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ZeroTensor
 
 /// Fault injection against the real binary: kill -9 of the simulated job and of one MPI
 /// rank at seeded random moments (mid-save included), SIGINT/SIGTERM mid-run, two jobs on
@@ -43,7 +44,7 @@ import Testing
     }
 
     @Test func killNineOfTheSimulatedJobThenResumeIsBitIdentical() throws {
-        var rng = SplitMix(seed: 12)
+        var rng = SeededGenerator(seed: 12)
         for trial in 0..<3 {
             let save = Self.scratch("kill9-\(trial)")
             let job = try Job(zeroTrainBinary(), ["--simulate", "2", "--save", save.path, "--save-every", trial == 0 ? "1" : "7"] + Self.args)
@@ -60,7 +61,7 @@ import Testing
     }
 
     @Test func killNineOfOneMPIRankThenResumeIsBitIdentical() throws {
-        var rng = SplitMix(seed: 34)
+        var rng = SeededGenerator(seed: 34)
         let save = Self.scratch("mpikill")
         let (mpirun, options) = mpirunCommand(ranks: 2)
         let job = try Job(mpirun, options + [zeroTrainBinary().path, "--save", save.path, "--save-every", "5"] + Self.args)
@@ -216,18 +217,6 @@ final class Job {
     }
 }
 
-/// A small seeded generator (fixed trials, reproducible kill moments).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 struct TestFailure: Error, CustomStringConvertible {
     var description: String

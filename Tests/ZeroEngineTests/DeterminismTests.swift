@@ -17,7 +17,7 @@ func referenceTree(_ xs: ArraySlice<Float>) -> Float {
 @Suite struct DeterminismTests {
     /// Values of mixed magnitudes, where summation order shows in the bits.
     static func contributions(_ g: Int, count: Int) -> [Float] {
-        var gen = SplitMix(seed: UInt64(g) &* 0x9E37_79B9 &+ 7)
+        var gen = SeededGenerator(seed: UInt64(g) &* 0x9E37_79B9 &+ 7)
         return (0..<count).map { _ in
             let m = Float(gen.next() % 2000) / 1000 - 1
             return m * Float(1 << (gen.next() % 24))
@@ -97,17 +97,6 @@ func referenceTree(_ xs: ArraySlice<Float>) -> Float {
     }
 }
 
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct AdafactorDeterminismTests {
     /// Adafactor's factored statistics are whole-tensor sums combined exactly over ranks,
