@@ -262,8 +262,9 @@ public struct SafeTensors: Sendable {
             throw SafeTensorsError("cannot write \(tmp.path): \(error.localizedDescription)")
         }
         guard rename(tmp.path, url.path) == 0 else {
+            let cause = String(cString: strerror(errno))
             try? FileManager.default.removeItem(at: tmp)
-            throw SafeTensorsError("cannot rename \(tmp.path) to \(url.path)")
+            throw SafeTensorsError("cannot rename \(tmp.path) to \(url.path): \(cause)")
         }
         let dir = open(url.deletingLastPathComponent().path, O_RDONLY)
         if dir >= 0 { fsync(dir); close(dir) }
