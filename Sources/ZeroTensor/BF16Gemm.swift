@@ -16,7 +16,8 @@ public struct Matmul: Sendable, Equatable {
     public static let fp32 = Matmul(.fp32)
     public static let bf16 = Matmul(.bf16)
 
-    /// Runs `body` (a matmul of m x n x k) under `MatmulProfile`, like `gemm` does.
+    /// Runs `body` (a matmul of m x n x k) under `MatmulProfile`; `gemm` and the fused
+    /// backward products (Kernels.linearBackward) both count through it.
     @inline(__always)
     public func timed(m: Int, n: Int, k: Int, _ body: () -> Void) {
         let t0 = MatmulProfile.enabled ? MatmulProfile.now() : 0
@@ -37,20 +38,15 @@ public struct Matmul: Sendable, Equatable {
         beta: Float = 0,
         c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        let t0 = MatmulProfile.enabled ? MatmulProfile.now() : 0
-        defer {
-            if MatmulProfile.enabled {
-                MatmulProfile.seconds += MatmulProfile.now() - t0
-                MatmulProfile.flops += 2 * Double(m) * Double(n) * Double(k)
+        timed(m: m, n: n, k: k) {
+            switch precision {
+            case .fp32:
+                Blas.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                           a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            case .bf16:
+                BF16Gemm.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                              a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
             }
-        }
-        switch precision {
-        case .fp32:
-            Blas.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                       a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
-        case .bf16:
-            BF16Gemm.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                          a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         }
     }
 }
