@@ -33,16 +33,20 @@ struct CallDescriptor: Equatable, Sendable, CustomStringConvertible {
     var root: Int = -1
     /// Index of this call in the communicator's sequence of collectives.
     var sequence: Int = 0
+    /// Uneven collectives: a digest of the per-rank counts (0 for even calls), so ranks
+    /// that cut the buffer differently disagree before any payload moves.
+    var layout: Int64 = 0
 
     var description: String {
         var s = "\(kind.rawValue)(\(element.name), count \(count)"
         if kind == .broadcast { s += ", root \(root)" }
+        if layout != 0 { s += ", per-rank counts #" + String(UInt64(bitPattern: layout) >> 40, radix: 16) }
         return s + ") as collective #\(sequence)"
     }
 
-    static let wireCount = 5
+    static let wireCount = 6
     var wire: [Int64] {
-        [Int64(CallDescriptor.kindCode(kind)), element.rawValue, Int64(count), Int64(root), Int64(sequence)]
+        [Int64(CallDescriptor.kindCode(kind)), element.rawValue, Int64(count), Int64(root), Int64(sequence), layout]
     }
     init(kind: CollectiveKind, element: Element, count: Int, root: Int = -1, sequence: Int = 0) {
         self.kind = kind
@@ -51,9 +55,19 @@ struct CallDescriptor: Equatable, Sendable, CustomStringConvertible {
         self.root = root
         self.sequence = sequence
     }
+    /// An uneven collective over `counts` (its count is their sum, the same on every rank).
+    init(kind: CollectiveKind, element: Element, counts: [Int]) {
+        self.init(kind: kind, element: element, count: counts.reduce(0, +))
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a over the counts
+        for c in counts {
+            h = (h ^ UInt64(truncatingIfNeeded: c)) &* 0x100_0000_01b3
+        }
+        layout = Int64(bitPattern: h | 1)
+    }
     init?(wire w: UnsafePointer<Int64>) {
         guard let k = CallDescriptor.kind(code: Int(w[0])), let e = Element(rawValue: w[1]) else { return nil }
         self.init(kind: k, element: e, count: Int(w[2]), root: Int(w[3]), sequence: Int(w[4]))
+        layout = w[5]
     }
     static func kindCode(_ k: CollectiveKind) -> Int { CollectiveKind.allCases.firstIndex(of: k)! + 1 }
     static func kind(code: Int) -> CollectiveKind? {
@@ -99,6 +113,16 @@ enum TrafficModel {
         let sent = others * inWidth + (size - 1) * mine * 4
         let received = (size - 1) * mine * inWidth + others * 4
         return (sent, received)
+    }
+    /// Uneven reduce-scatter: every other rank's elements out, own count in from N-1 peers.
+    static func reduceScatter(counts: [Int], rank: Int, width: Int) -> (sent: Int, received: Int) {
+        let total = counts.reduce(0, +), mine = counts[rank]
+        return ((total - mine) * width, (counts.count - 1) * mine * width)
+    }
+    /// Uneven all-gather: own count out to N-1 peers, every other rank's elements in.
+    static func allGather(counts: [Int], rank: Int, width: Int) -> (sent: Int, received: Int) {
+        let (s, r) = reduceScatter(counts: counts, rank: rank, width: width)
+        return (r, s)
     }
     /// Linear broadcast: the root sends the buffer to each other rank.
     static func broadcast(bytes: Int, size: Int, rank: Int, root: Int) -> (sent: Int, received: Int) {

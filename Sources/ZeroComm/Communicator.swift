@@ -61,6 +61,16 @@ public protocol Communicator: AnyObject, Sendable {
     func allGather(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws
     func allGather(_ input: UnsafeBufferPointer<UInt16>, into output: UnsafeMutableBufferPointer<UInt16>) throws
     func allGather(_ input: UnsafeBufferPointer<Double>, into output: UnsafeMutableBufferPointer<Double>) throws
+    /// Uneven shards (`Partition`'s block shards): `counts[q]` elements belong to rank q, at
+    /// offset `counts[..<q].sum()`. `input.count == counts.sum()`, `output.count == counts[rank]`;
+    /// rank r receives the canonical sum of its elements. A count may be 0.
+    func reduceScatter(_ input: UnsafeBufferPointer<Float>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws
+    func reduceScatter(bfloat16 input: UnsafeBufferPointer<UInt16>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws
+    /// Uneven all-gather: `input.count == counts[rank]`, `output.count == counts.sum()`;
+    /// rank q's input lands at offset `counts[..<q].sum()`.
+    func allGather(_ input: UnsafeBufferPointer<Float>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws
+    func allGather(_ input: UnsafeBufferPointer<UInt16>, counts: [Int], into output: UnsafeMutableBufferPointer<UInt16>) throws
+    func allGather(_ input: UnsafeBufferPointer<Double>, counts: [Int], into output: UnsafeMutableBufferPointer<Double>) throws
     /// Root's bytes end up on every rank.
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
     func barrier() throws

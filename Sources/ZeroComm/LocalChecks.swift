@@ -28,6 +28,18 @@ enum LocalChecks {
         }
     }
 
+    /// Per-rank counts of an uneven collective: one per rank, none negative, and this
+    /// rank's local buffer holding its own count and the other the sum.
+    static func uneven(_ kind: CollectiveKind, counts: [Int], local: Int, whole: Int, size: Int, rank: Int) throws {
+        guard counts.count == size, counts.allSatisfy({ $0 >= 0 }) else {
+            throw CommunicatorError("rank \(rank): \(kind.rawValue): \(counts.count) per-rank counts for \(size) ranks (one per rank, none negative)")
+        }
+        let total = counts.reduce(0, +)
+        if local != counts[rank] || whole != total {
+            throw CommunicatorError("rank \(rank): \(kind.rawValue): buffers of \(local) and \(whole) elements for own count \(counts[rank]) of \(total)")
+        }
+    }
+
     /// MPI counts are 32-bit.
     static func fitsMPI(_ count: Int, _ what: CollectiveKind, rank: Int) throws {
         if count > Int(Int32.max) {

@@ -244,11 +244,11 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
     // MARK: reductions
 
-    /// Pairwise exchange of reduce-scatter pieces: piece q of `input` goes to rank q, and
-    /// this rank's piece from every peer lands in scratch slot q. Returns the sources in
-    /// rank order (its own piece read in place).
-    private func exchangePieces<T>(_ input: UnsafePointer<T>, _ partition: EvenSplit, _ type: MPI_Datatype?, _ kind: CollectiveKind) throws -> [UnsafePointer<T>] {
-        let mine = partition.range(rank)
+    /// Pairwise exchange of reduce-scatter pieces: piece q of `input` (elements `pieces[q]`)
+    /// goes to rank q, and this rank's piece from every peer lands in scratch slot q. Returns
+    /// the sources in rank order (its own piece read in place).
+    private func exchangePieces<T>(_ input: UnsafePointer<T>, _ pieces: [Range<Int>], _ type: MPI_Datatype?, _ kind: CollectiveKind) throws -> [UnsafePointer<T>] {
+        let mine = pieces[rank]
         let stride = MemoryLayout<T>.stride
         // Slots for the N-1 peers only: peer q uses slot q, or q-1 above this rank.
         let space = scratchSpace(bytes: max(1, (size - 1) * mine.count * stride))
@@ -262,25 +262,36 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         }
         for i in 1..<size {
             let q = (rank + i) % size
-            let r = partition.range(q)
+            let r = pieces[q]
             if !r.isEmpty { try send(input + r.lowerBound, r.count, type, to: q, kind) }
         }
         try waitAll(kind)
         return (0..<size).map { q in q == rank ? input + mine.lowerBound : UnsafePointer(slot(q)) }
     }
 
-    /// All-gather of the reduced pieces of `partition`, in place in `buffer`.
-    private func gatherPieces(_ buffer: UnsafeMutablePointer<Float>, _ partition: EvenSplit, _ kind: CollectiveKind) throws {
+    /// All-gather of the pieces `pieces` (rank q's at `pieces[q]`), in place in `buffer`.
+    private func gatherPieces<T>(_ buffer: UnsafeMutablePointer<T>, _ pieces: [Range<Int>], _ type: MPI_Datatype?, _ kind: CollectiveKind) throws {
         for i in 1..<size {
             let q = (rank + size - i) % size
-            let r = partition.range(q)
-            if !r.isEmpty { try receive(buffer + r.lowerBound, r.count, zt_float(), from: q, kind) }
+            let r = pieces[q]
+            if !r.isEmpty { try receive(buffer + r.lowerBound, r.count, type, from: q, kind) }
         }
-        let mine = partition.range(rank)
+        let mine = pieces[rank]
         if !mine.isEmpty {
-            for i in 1..<size { try send(buffer + mine.lowerBound, mine.count, zt_float(), to: (rank + i) % size, kind) }
+            for i in 1..<size { try send(buffer + mine.lowerBound, mine.count, type, to: (rank + i) % size, kind) }
         }
         try waitAll(kind)
+    }
+
+    /// The element ranges of `counts` laid end to end.
+    private static func ranges(_ counts: [Int]) -> [Range<Int>] {
+        var at = 0
+        return counts.map { c in defer { at += c }; return at ..< at + c }
+    }
+
+    private func evenPieces(_ n: Int) -> [Range<Int>] {
+        let split = EvenSplit(count: n, parts: size)
+        return (0..<size).map(split.range)
     }
 
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
@@ -289,12 +300,12 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         try open(CallDescriptor(kind: .allReduce, element: .float, count: n))
         count(.allReduce, TrafficModel.allReduce(count: n, size: size, rank: rank, inWidth: 4))
         if size == 1 || n == 0 { return }
-        let partition = EvenSplit(count: n, parts: size)
+        let pieces = evenPieces(n)
         let base = buffer.baseAddress!
-        let sources = try exchangePieces(UnsafePointer(base), partition, zt_float(), .allReduce)
-        let mine = partition.range(rank)
+        let sources = try exchangePieces(UnsafePointer(base), pieces, zt_float(), .allReduce)
+        let mine = pieces[rank]
         if !mine.isEmpty { CanonicalSum.sum(sources, count: mine.count, into: base + mine.lowerBound) }
-        try gatherPieces(base, partition, .allReduce)
+        try gatherPieces(base, pieces, zt_float(), .allReduce)
     }
 
     public func allReduce(bfloat16 input: UnsafeBufferPointer<UInt16>, into output: UnsafeMutableBufferPointer<Float>) throws {
@@ -304,54 +315,72 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         try open(CallDescriptor(kind: .allReduce, element: .bfloat16, count: n))
         count(.allReduce, TrafficModel.allReduce(count: n, size: size, rank: rank, inWidth: 2))
         if n == 0 { return }
-        let partition = EvenSplit(count: n, parts: size)
-        let sources = size == 1 ? [input.baseAddress!] : try exchangePieces(input.baseAddress!, partition, zt_uint16(), .allReduce)
-        let mine = partition.range(rank)
+        let pieces = evenPieces(n)
+        let sources = size == 1 ? [input.baseAddress!] : try exchangePieces(input.baseAddress!, pieces, zt_uint16(), .allReduce)
+        let mine = pieces[rank]
         if !mine.isEmpty { CanonicalSum.sum(bfloat16: sources, count: mine.count, into: output.baseAddress! + mine.lowerBound) }
-        if size > 1 { try gatherPieces(output.baseAddress!, partition, .allReduce) }
+        if size > 1 { try gatherPieces(output.baseAddress!, pieces, zt_float(), .allReduce) }
     }
 
     public func reduceScatter(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws {
         try LocalChecks.reduceScatter(inputCount: input.count, outputCount: output.count, size: size, rank: rank)
-        try LocalChecks.fitsMPI(output.count, .reduceScatter, rank: rank)
-        try open(CallDescriptor(kind: .reduceScatter, element: .float, count: input.count))
-        let c = output.count
-        count(.reduceScatter, TrafficModel.exchange(chunkBytes: c * 4, size: size))
-        if c == 0 { return }
-        let sources = size == 1 ? [input.baseAddress!] : try exchangePieces(input.baseAddress!, EvenSplit(count: input.count, parts: size), zt_float(), .reduceScatter)
-        CanonicalSum.sum(sources, count: c, into: output.baseAddress!)
+        let d = CallDescriptor(kind: .reduceScatter, element: .float, count: input.count)
+        try scatter(input, Array(repeating: output.count, count: size), output, d, zt_float()) { CanonicalSum.sum($0, count: $1, into: $2) }
     }
 
     public func reduceScatter(bfloat16 input: UnsafeBufferPointer<UInt16>, into output: UnsafeMutableBufferPointer<Float>) throws {
         try LocalChecks.reduceScatter(inputCount: input.count, outputCount: output.count, size: size, rank: rank)
+        let d = CallDescriptor(kind: .reduceScatter, element: .bfloat16, count: input.count)
+        try scatter(input, Array(repeating: output.count, count: size), output, d, zt_uint16()) { CanonicalSum.sum(bfloat16: $0, count: $1, into: $2) }
+    }
+
+    public func reduceScatter(_ input: UnsafeBufferPointer<Float>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
+        try LocalChecks.uneven(.reduceScatter, counts: counts, local: output.count, whole: input.count, size: size, rank: rank)
+        let d = CallDescriptor(kind: .reduceScatter, element: .float, counts: counts)
+        try scatter(input, counts, output, d, zt_float()) { CanonicalSum.sum($0, count: $1, into: $2) }
+    }
+
+    public func reduceScatter(bfloat16 input: UnsafeBufferPointer<UInt16>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
+        try LocalChecks.uneven(.reduceScatter, counts: counts, local: output.count, whole: input.count, size: size, rank: rank)
+        let d = CallDescriptor(kind: .reduceScatter, element: .bfloat16, counts: counts)
+        try scatter(input, counts, output, d, zt_uint16()) { CanonicalSum.sum(bfloat16: $0, count: $1, into: $2) }
+    }
+
+    /// Pairwise exchange of every rank's piece (`counts` end to end), then the canonical sum of
+    /// this rank's N pieces at the receiver.
+    private func scatter<T>(_ input: UnsafeBufferPointer<T>, _ counts: [Int], _ output: UnsafeMutableBufferPointer<Float>, _ d: CallDescriptor,
+                            _ type: MPI_Datatype?, _ sum: ([UnsafePointer<T>], Int, UnsafeMutablePointer<Float>) -> Void) throws {
         try LocalChecks.fitsMPI(output.count, .reduceScatter, rank: rank)
-        try open(CallDescriptor(kind: .reduceScatter, element: .bfloat16, count: input.count))
+        try open(d)
         let c = output.count
-        count(.reduceScatter, TrafficModel.exchange(chunkBytes: c * 2, size: size))
-        if c == 0 { return }
-        let sources = size == 1 ? [input.baseAddress!] : try exchangePieces(input.baseAddress!, EvenSplit(count: input.count, parts: size), zt_uint16(), .reduceScatter)
-        CanonicalSum.sum(bfloat16: sources, count: c, into: output.baseAddress!)
+        count(.reduceScatter, TrafficModel.reduceScatter(counts: counts, rank: rank, width: d.element.byteWidth))
+        if input.count == 0 { return }
+        let pieces = Self.ranges(counts)
+        let sources = size == 1 ? [input.baseAddress!] : try exchangePieces(input.baseAddress!, pieces, type, .reduceScatter)
+        if c > 0 { sum(sources, c, output.baseAddress!) }
     }
 
     // MARK: data movement
 
+    /// Every rank's input (`counts[q]` elements from rank q) end to end in `output`.
+    private func gather<T>(_ input: UnsafeBufferPointer<T>, _ counts: [Int], _ output: UnsafeMutableBufferPointer<T>, _ d: CallDescriptor, _ type: MPI_Datatype?) throws {
+        try LocalChecks.fitsMPI(counts.max() ?? 0, .allGather, rank: rank)
+        try open(d)
+        count(.allGather, TrafficModel.allGather(counts: counts, rank: rank, width: MemoryLayout<T>.stride))
+        if output.count == 0 { return }
+        let pieces = Self.ranges(counts)
+        if !input.isEmpty { (output.baseAddress! + pieces[rank].lowerBound).update(from: input.baseAddress!, count: input.count) }
+        if size > 1 { try gatherPieces(output.baseAddress!, pieces, type, .allGather) }
+    }
+
     private func gather<T>(_ input: UnsafeBufferPointer<T>, _ output: UnsafeMutableBufferPointer<T>, _ e: CallDescriptor.Element, _ type: MPI_Datatype?) throws {
         try LocalChecks.allGather(inputCount: input.count, outputCount: output.count, size: size, rank: rank)
-        try LocalChecks.fitsMPI(input.count, .allGather, rank: rank)
-        try open(CallDescriptor(kind: .allGather, element: e, count: input.count))
-        let c = input.count
-        count(.allGather, TrafficModel.exchange(chunkBytes: c * MemoryLayout<T>.stride, size: size))
-        if c == 0 { return }
-        let out = output.baseAddress!
-        for i in 1..<size {
-            let q = (rank + size - i) % size
-            try receive(out + q * c, c, type, from: q, .allGather)
-        }
-        for i in 1..<size {
-            try send(input.baseAddress!, c, type, to: (rank + i) % size, .allGather)
-        }
-        (out + rank * c).update(from: input.baseAddress!, count: c)
-        try waitAll(.allGather)
+        try gather(input, Array(repeating: input.count, count: size), output, CallDescriptor(kind: .allGather, element: e, count: input.count), type)
+    }
+
+    private func gather<T>(_ input: UnsafeBufferPointer<T>, _ counts: [Int], _ output: UnsafeMutableBufferPointer<T>, _ e: CallDescriptor.Element, _ type: MPI_Datatype?) throws {
+        try LocalChecks.uneven(.allGather, counts: counts, local: input.count, whole: output.count, size: size, rank: rank)
+        try gather(input, counts, output, CallDescriptor(kind: .allGather, element: e, counts: counts), type)
     }
 
     public func allGather(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws {
@@ -362,6 +391,15 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     }
     public func allGather(_ input: UnsafeBufferPointer<Double>, into output: UnsafeMutableBufferPointer<Double>) throws {
         try gather(input, output, .double, zt_double())
+    }
+    public func allGather(_ input: UnsafeBufferPointer<Float>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
+        try gather(input, counts, output, .float, zt_float())
+    }
+    public func allGather(_ input: UnsafeBufferPointer<UInt16>, counts: [Int], into output: UnsafeMutableBufferPointer<UInt16>) throws {
+        try gather(input, counts, output, .uint16, zt_uint16())
+    }
+    public func allGather(_ input: UnsafeBufferPointer<Double>, counts: [Int], into output: UnsafeMutableBufferPointer<Double>) throws {
+        try gather(input, counts, output, .double, zt_double())
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {

@@ -276,42 +276,62 @@ final class SimulatedCommunicator: Communicator, @unchecked Sendable {
 
     func reduceScatter(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws {
         try LocalChecks.reduceScatter(inputCount: input.count, outputCount: output.count, size: size, rank: rank)
-        let c = output.count
         let d = CallDescriptor(kind: .reduceScatter, element: .float, count: input.count)
-        let addresses = try open(d, UnsafeMutableRawPointer(mutating: input.baseAddress))
-        if c > 0 {
-            let sources = addresses.map { UnsafePointer($0!.assumingMemoryBound(to: Float.self)) + rank * c }
-            CanonicalSum.sum(sources, count: c, into: output.baseAddress!)
-        }
-        try phase(d, nil)
-        count(.reduceScatter, TrafficModel.exchange(chunkBytes: c * 4, size: size))
+        try scatter(input, Array(repeating: output.count, count: size), output, d) { CanonicalSum.sum($0, count: $1, into: $2) }
     }
 
     func reduceScatter(bfloat16 input: UnsafeBufferPointer<UInt16>, into output: UnsafeMutableBufferPointer<Float>) throws {
         try LocalChecks.reduceScatter(inputCount: input.count, outputCount: output.count, size: size, rank: rank)
-        let c = output.count
         let d = CallDescriptor(kind: .reduceScatter, element: .bfloat16, count: input.count)
+        try scatter(input, Array(repeating: output.count, count: size), output, d) { CanonicalSum.sum(bfloat16: $0, count: $1, into: $2) }
+    }
+
+    func reduceScatter(_ input: UnsafeBufferPointer<Float>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
+        try LocalChecks.uneven(.reduceScatter, counts: counts, local: output.count, whole: input.count, size: size, rank: rank)
+        let d = CallDescriptor(kind: .reduceScatter, element: .float, counts: counts)
+        try scatter(input, counts, output, d) { CanonicalSum.sum($0, count: $1, into: $2) }
+    }
+
+    func reduceScatter(bfloat16 input: UnsafeBufferPointer<UInt16>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
+        try LocalChecks.uneven(.reduceScatter, counts: counts, local: output.count, whole: input.count, size: size, rank: rank)
+        let d = CallDescriptor(kind: .reduceScatter, element: .bfloat16, counts: counts)
+        try scatter(input, counts, output, d) { CanonicalSum.sum(bfloat16: $0, count: $1, into: $2) }
+    }
+
+    /// Rank r sums every rank's elements [offset_r, offset_r + counts[r]) straight from their inputs.
+    private func scatter<T>(_ input: UnsafeBufferPointer<T>, _ counts: [Int], _ output: UnsafeMutableBufferPointer<Float>, _ d: CallDescriptor,
+                            _ sum: ([UnsafePointer<T>], Int, UnsafeMutablePointer<Float>) -> Void) throws {
         let addresses = try open(d, UnsafeMutableRawPointer(mutating: input.baseAddress))
+        let c = counts[rank], offset = counts[..<rank].reduce(0, +)
         if c > 0 {
-            let sources = addresses.map { UnsafePointer($0!.assumingMemoryBound(to: UInt16.self)) + rank * c }
-            CanonicalSum.sum(bfloat16: sources, count: c, into: output.baseAddress!)
+            sum(addresses.map { UnsafePointer($0!.assumingMemoryBound(to: T.self)) + offset }, c, output.baseAddress!)
         }
         try phase(d, nil)
-        count(.reduceScatter, TrafficModel.exchange(chunkBytes: c * 2, size: size))
+        count(.reduceScatter, TrafficModel.reduceScatter(counts: counts, rank: rank, width: d.element.byteWidth))
+    }
+
+    /// Copies every rank's input to its offset in `output`.
+    private func gather<T: BitwiseCopyable>(_ input: UnsafeBufferPointer<T>, _ counts: [Int], _ output: UnsafeMutableBufferPointer<T>, _ d: CallDescriptor) throws {
+        let addresses = try open(d, UnsafeMutableRawPointer(mutating: input.baseAddress))
+        var offset = 0
+        for q in 0..<size {
+            if counts[q] > 0 {
+                (output.baseAddress! + offset).update(from: addresses[q]!.assumingMemoryBound(to: T.self), count: counts[q])
+            }
+            offset += counts[q]
+        }
+        try phase(d, nil)
+        count(.allGather, TrafficModel.allGather(counts: counts, rank: rank, width: MemoryLayout<T>.stride))
     }
 
     private func gather<T: BitwiseCopyable>(_ input: UnsafeBufferPointer<T>, _ output: UnsafeMutableBufferPointer<T>, _ e: CallDescriptor.Element) throws {
         try LocalChecks.allGather(inputCount: input.count, outputCount: output.count, size: size, rank: rank)
-        let c = input.count
-        let d = CallDescriptor(kind: .allGather, element: e, count: c)
-        let addresses = try open(d, UnsafeMutableRawPointer(mutating: input.baseAddress))
-        if c > 0 {
-            for q in 0..<size {
-                (output.baseAddress! + q * c).update(from: addresses[q]!.assumingMemoryBound(to: T.self), count: c)
-            }
-        }
-        try phase(d, nil)
-        count(.allGather, TrafficModel.exchange(chunkBytes: c * MemoryLayout<T>.stride, size: size))
+        try gather(input, Array(repeating: input.count, count: size), output, CallDescriptor(kind: .allGather, element: e, count: input.count))
+    }
+
+    private func gather<T: BitwiseCopyable>(_ input: UnsafeBufferPointer<T>, _ counts: [Int], _ output: UnsafeMutableBufferPointer<T>, _ e: CallDescriptor.Element) throws {
+        try LocalChecks.uneven(.allGather, counts: counts, local: input.count, whole: output.count, size: size, rank: rank)
+        try gather(input, counts, output, CallDescriptor(kind: .allGather, element: e, counts: counts))
     }
 
     func allGather(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws {
@@ -322,6 +342,15 @@ final class SimulatedCommunicator: Communicator, @unchecked Sendable {
     }
     func allGather(_ input: UnsafeBufferPointer<Double>, into output: UnsafeMutableBufferPointer<Double>) throws {
         try gather(input, output, .double)
+    }
+    func allGather(_ input: UnsafeBufferPointer<Float>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
+        try gather(input, counts, output, .float)
+    }
+    func allGather(_ input: UnsafeBufferPointer<UInt16>, counts: [Int], into output: UnsafeMutableBufferPointer<UInt16>) throws {
+        try gather(input, counts, output, .uint16)
+    }
+    func allGather(_ input: UnsafeBufferPointer<Double>, counts: [Int], into output: UnsafeMutableBufferPointer<Double>) throws {
+        try gather(input, counts, output, .double)
     }
 
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {

@@ -73,6 +73,21 @@ public final class TimedCommunicator: Communicator, @unchecked Sendable {
     public func allGather(_ input: UnsafeBufferPointer<Double>, into output: UnsafeMutableBufferPointer<Double>) throws {
         try timed { try base.allGather(input, into: output) }
     }
+    public func reduceScatter(_ input: UnsafeBufferPointer<Float>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
+        try timed { try base.reduceScatter(input, counts: counts, into: output) }
+    }
+    public func reduceScatter(bfloat16 input: UnsafeBufferPointer<UInt16>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
+        try timed { try base.reduceScatter(bfloat16: input, counts: counts, into: output) }
+    }
+    public func allGather(_ input: UnsafeBufferPointer<Float>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
+        try timed { try base.allGather(input, counts: counts, into: output) }
+    }
+    public func allGather(_ input: UnsafeBufferPointer<UInt16>, counts: [Int], into output: UnsafeMutableBufferPointer<UInt16>) throws {
+        try timed { try base.allGather(input, counts: counts, into: output) }
+    }
+    public func allGather(_ input: UnsafeBufferPointer<Double>, counts: [Int], into output: UnsafeMutableBufferPointer<Double>) throws {
+        try timed { try base.allGather(input, counts: counts, into: output) }
+    }
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
         try timed { try base.broadcast(buffer, root: root) }
     }

@@ -8,7 +8,7 @@ public struct AllocationPlan: Sendable, Equatable {
     public let partition: Partition
     /// Units read by each forward op (backward runs the ops in reverse).
     public let opUnits: [[Int]]
-    /// The rank whose buffers these are (padding sits on the last ranks).
+    /// The rank whose buffers these are (the last rank's shards are the largest and hold the padding).
     public let rank: Int
     public let stage: StagePlan
     public let precision: PrecisionPolicy
@@ -101,7 +101,7 @@ public struct AllocationPlan: Sendable, Equatable {
     public var wireCount: Int { precision.reduce == .fp32 ? 0 : partition.paddedCounts.max() ?? 0 }
     /// Stages 1-2: the updated shard is copied out before the all-gather writes over it.
     public var gatherSourceCount: Int {
-        weightGather == .afterUpdate ? (0..<partition.unitCount).map(partition.shardCount).max() ?? 0 : 0
+        weightGather == .afterUpdate ? (0..<partition.unitCount).map { partition.shardCount(unit: $0, rank: rank) }.max() ?? 0 : 0
     }
     /// Partial sums kept by the binary-counter accumulation: floor(log2 A) + 1.
     public var accumulationLevels: Int { Self.accumulationLevels(accumulationSteps) }

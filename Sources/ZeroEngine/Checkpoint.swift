@@ -17,7 +17,19 @@ import ZeroTensor
 /// state) at any rank count.
 public struct CheckpointManifest: Codable, Sendable {
     public struct FileEntry: Codable, Sendable { public var name: String; public var sha256: String; public var bytes: Int }
-    public struct UnitEntry: Codable, Sendable { public var name: String; public var count: Int; public var padded: Int }
+    public struct UnitEntry: Codable, Sendable {
+        public var name: String
+        public var count: Int
+        public var padded: Int
+        /// Elements each rank's shard holds, in rank order: rank r's shard is the range after
+        /// the first r (`Partition`'s block rule). Absent in checkpoints written with equal
+        /// shards (padded / ranks each), which the same rule also describes.
+        public var shards: [Int]? = nil
+        /// Rank r's element range of the unit, from the manifest's padded size and rank count.
+        public func shardRange(rank r: Int, ranks: Int) -> Range<Int> {
+            Partition.shardRange(padded: padded, ranks: ranks, rank: r)
+        }
+    }
     public struct StateEntry: Codable, Sendable {
         public var name: String
         public var parametersPerBlock: Int
@@ -177,7 +189,9 @@ extension Trainer {
             var manifest = CheckpointManifest(
                 step: step, updatesApplied: updatesApplied, skippedSteps: skippedSteps, ranks: ranks,
                 stage: config.stage.rawValue, config: config,
-                units: model.layout.units.enumerated().map { .init(name: $1.name, count: $1.count, padded: partition.paddedCounts[$0]) },
+                units: model.layout.units.enumerated().map {
+                    .init(name: $1.name, count: $1.count, padded: partition.paddedCounts[$0], shards: partition.shardCounts(unit: $0))
+                },
                 stateArrays: optimizers[0].state.map {
                     .init(name: $0.name, parametersPerBlock: $0.parametersPerBlock, bytesPerBlock: $0.bytesPerBlock,
                           replicated: $0.isReplicated ? true : nil)
@@ -284,16 +298,21 @@ public struct CheckpointReader {
     }
 
     /// Bytes of `tensor` ("master" or "state.NAME") of unit u for elements `elementRange`;
-    /// old shard q of the unit holds elements [q*S, (q+1)*S).
+    /// the saving rank q's shard holds `manifest.units[u].shardRange(rank: q, ...)`.
     public func read(unit u: Int, tensor: String, elementRange: Range<Int>, bytesPerBlock: Int, perBlock: Int) throws -> Data {
-        let oldShard = manifest.units[u].padded / manifest.ranks
+        let shards = (0..<manifest.ranks).map { manifest.units[u].shardRange(rank: $0, ranks: manifest.ranks) }
         var out = Data(count: (elementRange.count / perBlock) * bytesPerBlock)
         var e = elementRange.lowerBound
+        var q = 0
         while e < elementRange.upperBound {
-            let q = e / oldShard
-            let end = min(elementRange.upperBound, (q + 1) * oldShard)
+            while q < shards.count && shards[q].upperBound <= e { q += 1 }
+            guard q < shards.count, shards[q].lowerBound <= e else {
+                throw TrainingError("checkpoint: element \(e) of unit \(u) is in no rank's shard")
+            }
+            let start = shards[q].lowerBound
+            let end = min(elementRange.upperBound, shards[q].upperBound)
             let bytes = try files[q].bytes("unit.\(u).\(tensor)")
-            let lo = (e - q * oldShard) / perBlock * bytesPerBlock, hi = (end - q * oldShard) / perBlock * bytesPerBlock
+            let lo = (e - start) / perBlock * bytesPerBlock, hi = (end - start) / perBlock * bytesPerBlock
             let dst = (e - elementRange.lowerBound) / perBlock * bytesPerBlock
             out.replaceSubrange(dst ..< dst + (hi - lo), with: bytes[bytes.startIndex + lo ..< bytes.startIndex + hi])
             e = end

@@ -27,10 +27,17 @@ extension CheckpointManifest {
             throw bad("step \(step) in a directory named \(dir.lastPathComponent)")
         }
         guard !units.isEmpty else { throw bad("no parameter units") }
-        // Padding may differ between versions (the alignment), but a padded unit must hold
-        // the unit and split evenly; the shards' sizes are checked against it below.
-        for (u, unit) in units.enumerated() where unit.count < 1 || unit.padded < unit.count || unit.padded % ranks != 0 {
+        // Padding differs between versions (whole blocks now, a multiple of ranks x 1024
+        // before), but a padded unit must hold the unit and be cut by the block rule or into
+        // equal shards; the shards' sizes are checked against it below.
+        for (u, unit) in units.enumerated() where unit.count < 1 || unit.padded < unit.count
+            || (unit.padded % Partition.alignment != 0 && unit.padded % ranks != 0) {
             throw bad("unit \(u) (\(unit.name)) has \(unit.count) elements padded to \(unit.padded), which \(ranks) ranks cannot share")
+        }
+        for (u, unit) in units.enumerated() {
+            if let shards = unit.shards, shards != (0..<ranks).map({ unit.shardRange(rank: $0, ranks: ranks).count }) {
+                throw bad("unit \(u) (\(unit.name)) lists shard sizes that do not cut \(unit.padded) elements over \(ranks) ranks in whole blocks")
+            }
         }
         for state in stateArrays where state.parametersPerBlock < 1 || state.bytesPerBlock < 1
             || (state.replicated != true && Partition.alignment % state.parametersPerBlock != 0) {
@@ -56,7 +63,7 @@ extension CheckpointManifest {
             guard meta["config_hash"] == configHash else { throw bad("its config hash \(meta["config_hash"] ?? "none") differs from the manifest's \(configHash)") }
         }
         for (u, unit) in units.enumerated() {
-            let shard = unit.padded / ranks
+            let shard = unit.shardRange(rank: r, ranks: ranks).count
             guard let master = file.entries.first(where: { $0.name == "unit.\(u).master" }), master.count == shard else {
                 throw bad("unit \(u)'s master is not \(shard) elements")
             }

@@ -89,12 +89,13 @@ enum WorkingBuffer {
         }
     }
 
-    /// self[0 ..< N * range.count] = every rank's `source[range]`, in rank order.
-    func allGather(_ source: WorkingBuffer, _ range: Range<Int>, communicator: any Communicator) throws {
-        let output = 0 ..< range.count * communicator.size
+    /// self[0 ..< counts.sum()] = every rank's `source[range]` (rank q's has `counts[q]`
+    /// elements), end to end in rank order.
+    func allGather(_ source: WorkingBuffer, _ range: Range<Int>, counts: [Int], communicator: any Communicator) throws {
+        let output = 0 ..< counts.reduce(0, +)
         switch (source, self) {
-        case (.fp32(let s), .fp32(let d)): try communicator.allGather(UnsafeBufferPointer(s.slice(range)), into: d.slice(output))
-        case (.bf16(let s), .bf16(let d)): try communicator.allGather(UnsafeBufferPointer(s.slice(range)), into: d.slice(output))
+        case (.fp32(let s), .fp32(let d)): try communicator.allGather(UnsafeBufferPointer(s.slice(range)), counts: counts, into: d.slice(output))
+        case (.bf16(let s), .bf16(let d)): try communicator.allGather(UnsafeBufferPointer(s.slice(range)), counts: counts, into: d.slice(output))
         default: preconditionFailure("all-gather between working buffers of different types")
         }
     }
@@ -132,9 +133,10 @@ struct GradientWire {
         wire = type == .bf16 ? FlatBuffer(count: count, category: .gradients, ledger: ledger) : nil
     }
 
-    /// `output` = the sum over ranks of `gradient` (all-reduce), or this rank's shard of it.
+    /// `output` = the sum over ranks of `gradient` (all-reduce), or this rank's shard of it
+    /// (rank q's shard has `counts[q]` elements, end to end).
     func reduce(_ gradient: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>,
-                _ reduction: AllocationPlan.Reduction, communicator: any Communicator) throws {
+                _ reduction: AllocationPlan.Reduction, counts: [Int], communicator: any Communicator) throws {
         let allReduce = reduction == .allReduce
         if let wire {
             let w = wire.slice(0 ..< gradient.count)
@@ -142,13 +144,13 @@ struct GradientWire {
             if allReduce {
                 try communicator.allReduce(bfloat16: UnsafeBufferPointer(w), into: output)
             } else {
-                try communicator.reduceScatter(bfloat16: UnsafeBufferPointer(w), into: output)
+                try communicator.reduceScatter(bfloat16: UnsafeBufferPointer(w), counts: counts, into: output)
             }
         } else if allReduce {
             _ = output.update(fromContentsOf: gradient)
             try communicator.allReduce(output)
         } else {
-            try communicator.reduceScatter(gradient, into: output)
+            try communicator.reduceScatter(gradient, counts: counts, into: output)
         }
     }
 }

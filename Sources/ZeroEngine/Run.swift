@@ -210,7 +210,7 @@ extension Trainer {
                 hasher.update(bufferPointer: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: master[u].readOnly[0..<n])))
             } else {
                 var full = [Float](repeating: 0, count: partition.paddedCounts[u])
-                try full.withUnsafeMutableBufferPointer { try communicator.allGather(master[u].readOnly, into: $0) }
+                try full.withUnsafeMutableBufferPointer { try communicator.allGather(master[u].readOnly, counts: partition.shardCounts(unit: u), into: $0) }
                 full.withUnsafeBufferPointer { hasher.update(bufferPointer: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: $0[0..<n]))) }
             }
         }
@@ -223,7 +223,7 @@ extension Trainer {
             let n = partition.unitCounts[u]
             if plan.fullMaster { return Array(master[u].readOnly[0..<n]) }
             var full = [Float](repeating: 0, count: partition.paddedCounts[u])
-            try full.withUnsafeMutableBufferPointer { try communicator.allGather(master[u].readOnly, into: $0) }
+            try full.withUnsafeMutableBufferPointer { try communicator.allGather(master[u].readOnly, counts: partition.shardCounts(unit: u), into: $0) }
             return Array(full[0..<n])
         }
     }

@@ -79,9 +79,12 @@ public final class ShardedUnit {
         working = WorkingBuffer(plan.precision.working, count: plan.range(plan.working, unit: u).count, category: .weights, ledger: ledger)
         master = FlatBuffer(count: masterCount, category: .master, ledger: ledger)
         accumulator = GradientAccumulator(count: masterCount, accumulationSteps: plan.accumulationSteps, ledger: ledger)
+        shardCounts = plan.partition.shardCounts(unit: u)
     }
 
     var paddedCount: Int { plan.partition.paddedCounts[index] }
+    /// Every rank's shard size of this unit: the counts of its gathers and reductions.
+    let shardCounts: [Int]
 
     /// Sets master and working weights from the unit's full padded values.
     public func load(fullValues: UnsafeBufferPointer<Float>) {
@@ -108,7 +111,7 @@ public final class ShardedUnit {
         let compute = slots.compute.isEmpty ? nil : slots.compute[s]
         guard plan.working == .ownedShard else { return working.fp32(0 ..< paddedCount, widenInto: compute) }
         let gathered = slots.gathered[s]
-        try gathered.allGather(working, 0 ..< working.count, communicator: communicator)
+        try gathered.allGather(working, 0 ..< working.count, counts: shardCounts, communicator: communicator)
         return gathered.fp32(0 ..< paddedCount, widenInto: compute)
     }
 
@@ -146,7 +149,7 @@ public final class ShardedUnit {
             preconditionFailure("unit \(index): reduce without a live gradient (\(phase))")
         }
         let out = accumulator.nextInput()
-        try slots.wire.reduce(UnsafeBufferPointer(gradient), into: out.pointer, plan.reduction, communicator: communicator)
+        try slots.wire.reduce(UnsafeBufferPointer(gradient), into: out.pointer, plan.reduction, counts: shardCounts, communicator: communicator)
         accumulator.push(out)
         slots.gradientOwner[plan.gradientSlot(of: index)] = nil
         phase = .accumulating(reduced: reduced + 1)
@@ -198,7 +201,7 @@ public final class ShardedUnit {
         if plan.weightGather == .afterUpdate {
             let range = plan.updatedWorkingRange(unit: index)
             slots.gatherSource.copy(from: working, range)
-            try working.allGather(slots.gatherSource, 0 ..< range.count, communicator: communicator)
+            try working.allGather(slots.gatherSource, 0 ..< range.count, counts: shardCounts, communicator: communicator)
         }
         recycleSum()
     }

@@ -25,7 +25,7 @@ extension Trainer {
         let losses = try (0..<accumulationSteps).map { try microBatch(accumulationStep: $0) }
         let loss = try globalMeanLoss(losses)
         let gradients = units.map { $0.averageGradient(over: globalMicroBatches) }
-        let norm = try GlobalNorm.norm(unitShards: units.map(\.ownedGradient), communicator: communicator)
+        let norm = try GlobalNorm.norm(unitShards: units.map(\.ownedGradient), shardCounts: units.map(\.shardCounts), communicator: communicator)
         let clip = try GlobalNorm.clip(gradients, norm: norm, maxNorm: config.clip > 0 ? Float(config.clip) : .infinity)
         let lr = schedule.learningRate(at: step)
         let applied = try admitUpdate(normIsFinite: clip.isFinite, lossIsFinite: loss.isFinite)

@@ -14,9 +14,10 @@ public struct ElementCount: Sendable, Equatable {
 
 /// The parameter units of a model, padded for N ranks, and which units each op reads.
 ///
-/// Each unit u is padded to P_u = roundup(count_u, N * A) elements (A = alignment) so that
-/// every rank owns an equal, aligned shard S_u = P_u / N. Rank r owns elements
-/// [r S_u, (r+1) S_u) of each unit, so the tail padding sits on the last ranks.
+/// Each unit u is padded to P_u = roundup(count_u, A) elements (A = alignment, 1024): nb_u =
+/// P_u / A blocks, whatever the rank count. Rank r owns blocks [r nb_u / N, (r+1) nb_u / N)
+/// (the engine's `Partition`), so shards differ by at most one block, the last rank's is
+/// the largest (ceil(nb_u / N) blocks) and holds the padding (< A elements per unit).
 public struct UnitPlan: Sendable, Equatable {
     /// Unpadded elements per unit.
     public var counts: [Int]
@@ -47,16 +48,20 @@ public struct UnitPlan: Sendable, Equatable {
         UnitPlan(counts: [parameters], opUnits: [[0]], ranks: ranks, alignment: alignment)
     }
 
+    /// The engine's partition of these units.
+    public var partition: Partition { Partition(unitCounts: counts, ranks: ranks, alignment: alignment) }
     /// P_u: unit u's padded element count.
-    public func padded(_ u: Int) -> Int {
-        let quantum = ranks * alignment
-        return (counts[u] + quantum - 1) / quantum * quantum
+    public func padded(_ u: Int) -> Int { (counts[u] + alignment - 1) / alignment * alignment }
+    /// Unit u's element range on `rank` (the reporting rank by default).
+    public func shardRange(_ u: Int, rank r: Int? = nil) -> Range<Int> {
+        Partition.shardRange(padded: padded(u), ranks: ranks, rank: r ?? rank, alignment: alignment)
     }
-    /// S_u = P_u / N: unit u's shard on every rank.
-    public func shard(_ u: Int) -> Int { padded(u) / ranks }
+    /// S_u: unit u's shard on the reporting rank.
+    public func shard(_ u: Int) -> Int { shardRange(u).count }
     /// Real (non-padding) elements of unit u in `rank`'s shard.
     public func realShard(_ u: Int, rank r: Int) -> Int {
-        min(max(counts[u] - r * shard(u), 0), shard(u))
+        let range = shardRange(u, rank: r)
+        return max(0, min(counts[u], range.upperBound) - range.lowerBound)
     }
 
     public var units: Range<Int> { counts.indices }
@@ -67,7 +72,7 @@ public struct UnitPlan: Sendable, Equatable {
     public func full(_ u: Int) -> ElementCount { .init(padded: padded(u), real: counts[u]) }
     /// All units, full (P elements).
     public var all: ElementCount { units.reduce(.zero) { $0 + full($1) } }
-    /// The reporting rank's shard of all units (S = P / N elements).
+    /// The reporting rank's shard of all units (S = sum of S_u elements).
     public var ownedShard: ElementCount {
         units.reduce(.zero) { $0 + ElementCount(padded: shard($1), real: realShard($1, rank: rank)) }
     }
@@ -193,11 +198,14 @@ public enum BufferPlan {
     }
 
     /// The communicator's own scratch. The MPI backend receives the N-1 peers' pieces of its
-    /// reduce-scatter slot into one reused scratch: (N-1) ceil(max_u P_u / N) elements of the
-    /// wire width; simulated ranks read each other's memory and need only the reduced piece of
-    /// an in-place fp32 all-reduce (stage 0, fp32 mode).
+    /// reduce-scatter slot into one reused scratch: (N-1) x its largest piece (a unit's shard,
+    /// or ceil(P_u / N) of an all-reduce) elements of the wire width; simulated ranks read each
+    /// other's memory and need only the reduced piece of an in-place fp32 all-reduce (stage 0,
+    /// fp32 mode).
     public static func communicatorScratch(_ c: RunConfiguration, _ plan: AllocationPlan) -> [PlannedBuffer] {
-        let piece = ((plan.partition.paddedCounts.max() ?? 0) + c.ranks - 1) / c.ranks
+        let even = ((plan.partition.paddedCounts.max() ?? 0) + c.ranks - 1) / c.ranks
+        let shard = (0..<plan.partition.unitCount).map { plan.partition.shardCount(unit: $0, rank: plan.rank) }.max() ?? 0
+        let piece = plan.reduction == .allReduce ? even : shard
         if let bytes = c.communicationScratchBytes {
             return [PlannedBuffer(category: .communication, name: "communicator scratch (given)", bytes: bytes)]
         }

@@ -132,7 +132,7 @@ extension MemoryReport {
         case .runtime:
             let r = run!
             return "Per-rank memory of the runtime: \(r.model.name) (\(grouped(parameters)) parameters, padded to "
-                + "\(grouped(r.units.all.padded)) for \(ranks) rank\(ranks == 1 ? "" : "s") x \(r.alignment)), \(ranks) rank\(ranks == 1 ? "" : "s"),\n"
+                + "\(grouped(r.units.all.padded)): every unit to a multiple of \(r.alignment)), \(ranks) rank\(ranks == 1 ? "" : "s"),\n"
                 + "micro-batch \(r.microBatch) x \(r.sequenceLength) tokens, grad-accum \(r.accumulationSteps), \(r.precision.rawValue), \(kText).\n"
                 + "Every buffer the engine allocates (padding included); total = all live at once.\n\n"
         }
@@ -156,8 +156,8 @@ extension MemoryReport {
                          ByteUnit.gb.format(e.totalBytes), ByteUnit.gb.format(e.communicationBytesPerStep), fitText(s)])
         }
         return table(rows, leftColumns: 2)
-            + "Model states: the paper's formulas, exact bytes. Padding: the runtime aligns each rank's shard to 1024 elements\n"
-            + "(shown for the last rank, which owns the tail). GiB = 2^30 bytes, GB = 1e9 bytes.\n"
+            + "Model states: the paper's formulas, exact bytes. Padding: the runtime pads each unit to whole 1024-element blocks\n"
+            + "and deals the blocks to the ranks (shown for the last rank, which owns the tail). GiB = 2^30 bytes, GB = 1e9 bytes.\n"
             + "Comm/step: 16-bit volume sent per rank, 2 Psi (stages 0-2) or 3 Psi (stage 3).\n"
     }
 

@@ -103,25 +103,32 @@ public enum GlobalNorm {
         return total.squareRoot()
     }
 
-    /// Cross-rank norm: each rank passes its shard of every unit, in unit order (all ranks' shards
-    /// of a unit have equal length, a multiple of 1024). Per unit the block sums are all-gathered
-    /// and added in (rank, block) order, so every rank gets the same bits as the single-process
-    /// `norm(units:)` over the unpadded units, whatever the rank count.
-    public static func norm(unitShards: [UnsafeBufferPointer<Float>], communicator: any Communicator) throws -> Double {
+    /// Cross-rank norm: each rank passes its shard of every unit, in unit order, a whole number
+    /// of 1024-element blocks (possibly none). `shardCounts[u][q]` is rank q's element count of
+    /// unit u (nil: every rank's shard has this rank's length). Per unit the block sums are
+    /// all-gathered and added in (rank, block) order, which is (unit, block) order since the
+    /// shards are contiguous, so every rank gets the same bits as the single-process
+    /// `norm(units:)` over the unpadded units, whatever the rank count and however the blocks
+    /// are dealt.
+    public static func norm(unitShards: [UnsafeBufferPointer<Float>], shardCounts: [[Int]]? = nil,
+                            communicator: any Communicator) throws -> Double {
         var total = 0.0
         var local: [Double] = []
         var gathered: [Double] = []
-        for shard in unitShards {
-            guard shard.count % blockSize == 0 else {
-                throw OptimizerError("unit shard of \(shard.count) elements is not a multiple of \(blockSize)")
+        for (u, shard) in unitShards.enumerated() {
+            let counts = shardCounts?[u] ?? Array(repeating: shard.count, count: communicator.size)
+            guard counts.count == communicator.size, counts[communicator.rank] == shard.count,
+                  counts.allSatisfy({ $0 % blockSize == 0 }) else {
+                throw OptimizerError("unit \(u): shards of \(counts) elements (this rank's \(shard.count)) are not whole \(blockSize)-element blocks, one per rank")
             }
             let blocks = shard.count / blockSize
             if local.count != blocks { local = [Double](repeating: 0, count: blocks) }
             local.withUnsafeMutableBufferPointer { sumsOfSquares(shard, into: $0) }
-            let all = blocks * communicator.size
+            let blockCounts = counts.map { $0 / blockSize }
+            let all = blockCounts.reduce(0, +)
             if gathered.count != all { gathered = [Double](repeating: 0, count: all) }
             try local.withUnsafeBufferPointer { l in
-                try gathered.withUnsafeMutableBufferPointer { try communicator.allGather(l, into: $0) }
+                try gathered.withUnsafeMutableBufferPointer { try communicator.allGather(l, counts: blockCounts, into: $0) }
             }
             for s in gathered { total += s }
         }

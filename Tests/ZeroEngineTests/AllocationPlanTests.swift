@@ -56,18 +56,18 @@ import ZeroTensor
         for s in 2...3 { #expect(plan(stage: s).gradientReductions == [[0], [1], [2], [3]]) }
         #expect([0, 1, 2, 3].map { plan(stage: $0).reduction } == [.allReduce, .reduceScatter, .reduceScatter, .reduceScatter])
         #expect([0, 1, 2, 3].map { plan(stage: $0).weightGather } == [.never, .afterUpdate, .afterUpdate, .beforeEachOp])
-        #expect(plan(stage: 1).updatedWorkingRange(unit: 1) == 25600 ..< 51200)
+        #expect(plan(stage: 1).updatedWorkingRange(unit: 1) == 24576 ..< 50176)   // 49 blocks: 24 + 25
         #expect(plan(stage: 3).updatedWorkingRange(unit: 1) == 0 ..< 25600)
-        #expect(plan(stage: 0).updatedWorkingRange(unit: 1) == 0 ..< 51200)
+        #expect(plan(stage: 0).updatedWorkingRange(unit: 1) == 0 ..< 50176)
     }
 
     @Test func slotsFollowThePolicy() {
         let bf16 = plan(stage: 3), fp32 = plan(stage: 3, precision: .fp32)
-        #expect(bf16.gatheredSlotCounts == [20480, 51200] && bf16.computeSlotCounts == [20480, 51200])
-        #expect(fp32.gatheredSlotCounts == [20480, 51200] && fp32.computeSlotCounts.isEmpty)
-        #expect(bf16.wireCount == 51200 && fp32.wireCount == 0)
-        #expect(plan(stage: 1).gradientSlotCounts == [20480, 51200, 51200, 2048])
-        #expect(plan(stage: 2).gradientSlotCounts == [20480, 51200])
+        #expect(bf16.gatheredSlotCounts == [20480, 50176] && bf16.computeSlotCounts == [20480, 50176])
+        #expect(fp32.gatheredSlotCounts == [20480, 50176] && fp32.computeSlotCounts.isEmpty)
+        #expect(bf16.wireCount == 50176 && fp32.wireCount == 0)
+        #expect(plan(stage: 1).gradientSlotCounts == [20480, 50176, 50176, 1024])
+        #expect(plan(stage: 2).gradientSlotCounts == [20480, 50176])
         #expect(plan(stage: 2).gatherSourceCount == 25600 && plan(stage: 3).gatherSourceCount == 0)
     }
 

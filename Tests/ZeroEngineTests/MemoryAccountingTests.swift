@@ -30,12 +30,15 @@ import ZeroTensor
                                        precision: precision == "bf16" ? .bf16 : .fp32, backend: .simulated,
                                        recompute: recompute)
             let predicted = MemoryReport.runtimeEstimate(run, stage: stage)
+            // The report shows the last rank, whose shards are the largest (they hold the
+            // padding): its ledger equals the prediction; no other rank's exceeds it.
             for (r, ledger) in ledgers.enumerated() {
                 for category in MemoryCategory.allCases {
-                    #expect(ledger.peak(category) == predicted.bytes(category),
+                    let (measured, planned) = (ledger.peak(category), predicted.bytes(category))
+                    #expect(r == ranks - 1 ? measured == planned : measured <= planned,
                             "stage \(stage), \(ranks) ranks, A=\(accumulation), \(precision), recompute \(recompute), rank \(r): \(category)")
                 }
-                #expect(ledger.peakTotal == predicted.totalBytes)
+                #expect(r == ranks - 1 ? ledger.peakTotal == predicted.totalBytes : ledger.peakTotal <= predicted.totalBytes)
             }
         }
     }
