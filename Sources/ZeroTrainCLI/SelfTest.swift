@@ -114,6 +114,38 @@ struct SelfTestComm: ParsableCommand {
             try i.withUnsafeBufferPointer { i in try o.withUnsafeMutableBufferPointer { try comm.allGather(i, into: $0) } }
             return fnv1a(o)
         }
+        // Uneven counts (the engine's block shards): every third rank has none.
+        let counts = (0..<n).map { $0 % 3 == 1 ? 0 : 50 + 17 * $0 }, total = counts.reduce(0, +)
+        try record("reduce_scatter fp32 uneven total=\(total)", .reduceScatter) {
+            let i = inputs(total, 8)
+            var o = [Float](repeating: .nan, count: counts[r])
+            try i.withUnsafeBufferPointer { i in try o.withUnsafeMutableBufferPointer { try comm.reduceScatter(i, counts: counts, into: $0) } }
+            return fnv1a(o)
+        }
+        try record("reduce_scatter bf16 uneven total=\(total)", .reduceScatter) {
+            let i = halves(total, 9)
+            var o = [Float](repeating: .nan, count: counts[r])
+            try i.withUnsafeBufferPointer { i in try o.withUnsafeMutableBufferPointer { try comm.reduceScatter(bfloat16: i, counts: counts, into: $0) } }
+            return fnv1a(o)
+        }
+        try record("all_gather fp32 uneven total=\(total)", .allGather) {
+            let i = inputs(counts[r], 10)
+            var o = [Float](repeating: .nan, count: total)
+            try i.withUnsafeBufferPointer { i in try o.withUnsafeMutableBufferPointer { try comm.allGather(i, counts: counts, into: $0) } }
+            return fnv1a(o)
+        }
+        try record("all_gather u16 uneven total=\(total)", .allGather) {
+            let i = halves(counts[r], 11)
+            var o = [UInt16](repeating: 0, count: total)
+            try i.withUnsafeBufferPointer { i in try o.withUnsafeMutableBufferPointer { try comm.allGather(i, counts: counts, into: $0) } }
+            return fnv1a(o)
+        }
+        try record("all_gather f64 uneven total=\(total)", .allGather) {
+            let i = inputs(counts[r], 12).map { Double($0) / 3 }
+            var o = [Double](repeating: .nan, count: total)
+            try i.withUnsafeBufferPointer { i in try o.withUnsafeMutableBufferPointer { try comm.allGather(i, counts: counts, into: $0) } }
+            return fnv1a(o)
+        }
         try record("broadcast bytes=77 root=last", .broadcast) {
             var b = (0..<77).map { UInt8(truncatingIfNeeded: r &* 31 &+ $0) }
             try b.withUnsafeMutableBytes { try comm.broadcast($0, root: n - 1) }

@@ -5,11 +5,14 @@ import ZeroModels
 
 /// `--simulate N` runs N ranks as threads of one process, so the process holds N ranks'
 /// buffers: N x (the allocation plan's per-rank total + about 2 MiB per thread: stack,
-/// allocator arena) + the process's fixed overhead (docs/memory.md, "--simulate N").
+/// allocator arena) + the process's fixed overhead (docs/memory.md, "--simulate N"). The
+/// plan is the last rank's (its block shards are the largest), so the product bounds every
+/// rank; padding is below one block per unit at any N, so the total is linear in N.
 /// Above what the machine has available the run is refused with one line before any
 /// allocation, instead of being killed by the kernel part-way.
 enum SimulationMemory {
-    /// Measured: peak RSS minus N x plan total, gpt-tiny at N = 64, 128, 256: 1.9-2.0 MiB per rank.
+    /// Measured: peak RSS minus N x plan total, gpt-tiny at N = 256 and 1000: 1.5-1.6 MiB per rank
+    /// (rounded up: the prediction must not fall short).
     static let perThreadBytes = 2 << 20
 
     /// Predicted peak RSS of `config` on `ranks` simulated ranks, with the plan's per-rank

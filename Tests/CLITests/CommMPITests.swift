@@ -11,7 +11,7 @@ struct CommMPITests {
         #expect(mpi.status == 0, "\(mpi.stderr)")
         let sim = try runProcess(zeroTrainBinary(), ["selftest-comm", "--seed", "7", "--simulate", "\(ranks)"], timeout: .seconds(60))
         #expect(sim.status == 0, "\(sim.stderr)")
-        #expect(sim.stdout.split(separator: "\n").count == 12)
+        #expect(sim.stdout.split(separator: "\n").count == 17)
         #expect(sim.stdout.hasPrefix("selftest-comm ranks=\(ranks) seed=7\n"))
         #expect(mpi.stdout == sim.stdout)
     }

@@ -189,3 +189,60 @@ struct SimulatedCollectiveTests {
         #expect((0..<3).map { q.range($0) } == [0..<1, 1..<2, 2..<2])
     }
 }
+
+/// Per-rank counts (Partition's uneven block shards), some ranks with none.
+@Suite struct UnevenCollectiveTests {
+    static func counts(_ n: Int) -> [Int] { (0..<n).map { $0 % 3 == 1 ? 0 : 5 + 7 * $0 } }
+
+    @Test("uneven reduce-scatter and all-gather equal the reference, with exact traffic", arguments: [1, 2, 3, 5, 8])
+    func unevenMatchesReference(ranks n: Int) throws {
+        let counts = Self.counts(n), total = counts.reduce(0, +)
+        let offsets = counts.indices.map { counts[..<$0].reduce(0, +) }
+        let outcomes = try SimulatedCluster.run(ranks: n) { comm in
+            let r = comm.rank
+            let input = mixedInputs(count: total, seed: seed(r, 11))
+            var mine = [Float](repeating: .nan, count: counts[r])
+            try input.withUnsafeBufferPointer { i in try mine.withUnsafeMutableBufferPointer { try comm.reduceScatter(i, counts: counts, into: $0) } }
+            let halves = bfloat16Inputs(count: total, seed: seed(r, 12))
+            var mineBF16 = [Float](repeating: .nan, count: counts[r])
+            try halves.withUnsafeBufferPointer { i in try mineBF16.withUnsafeMutableBufferPointer { try comm.reduceScatter(bfloat16: i, counts: counts, into: $0) } }
+            var whole = [Float](repeating: .nan, count: total)
+            try mine.withUnsafeBufferPointer { i in try whole.withUnsafeMutableBufferPointer { try comm.allGather(i, counts: counts, into: $0) } }
+            let doubles = (0..<counts[r]).map { Double(r) + Double($0) / 8 }
+            var gathered = [Double](repeating: .nan, count: total)
+            try doubles.withUnsafeBufferPointer { i in try gathered.withUnsafeMutableBufferPointer { try comm.allGather(i, counts: counts, into: $0) } }
+            return (mine, mineBF16, whole, gathered, comm.traffic)
+        }
+        let sums = referenceTree(ranks: (0..<n).map { mixedInputs(count: total, seed: seed($0, 11)) })
+        let sumsBF16 = referenceTree(ranks: (0..<n).map { bfloat16Inputs(count: total, seed: seed($0, 12)).map(widen) })
+        var expectedDoubles: [Double] = []
+        for q in 0..<n {
+            for i in 0..<counts[q] { expectedDoubles.append(Double(q) + Double(i) / 8) }
+        }
+        for (r, o) in outcomes.enumerated() {
+            let mine = offsets[r] ..< offsets[r] + counts[r]
+            #expect(bits(o.0) == bits(Array(sums[mine])))
+            #expect(bits(o.1) == bits(Array(sumsBF16[mine])))
+            #expect(bits(o.2) == bits(sums))
+            #expect(o.3 == expectedDoubles)
+            let (own, others): (Int, Int) = (counts[r], total - counts[r])
+            let traffic: TrafficCounters = o.4
+            #expect(traffic.sent[.reduceScatter, default: 0] == others * 6)
+            #expect(traffic.received[.reduceScatter, default: 0] == (n - 1) * own * 6)
+            #expect(traffic.sent[.allGather, default: 0] == (n - 1) * own * 12)
+            #expect(traffic.received[.allGather, default: 0] == others * 12)
+        }
+    }
+
+    @Test("ranks cutting a buffer differently all fail naming the call")
+    func disagreeingCountsFail() throws {
+        #expect(throws: CommunicatorError.self) {
+            _ = try SimulatedCluster.run(ranks: 3) { comm in
+                let counts = comm.rank == 2 ? [2, 2, 2] : [1, 2, 3]
+                let input = [Float](repeating: 1, count: 6)
+                var out = [Float](repeating: 0, count: counts[comm.rank])
+                try input.withUnsafeBufferPointer { i in try out.withUnsafeMutableBufferPointer { try comm.reduceScatter(i, counts: counts, into: $0) } }
+            }
+        }
+    }
+}
