@@ -119,7 +119,8 @@ public enum Checkpoint {
         }
     }
 
-    static func sha256Hex(_ data: Data) -> String {
+    /// Lowercase hex SHA-256, as the manifest lists each shard file.
+    public static func sha256Hex(_ data: Data) -> String {
         SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
     }
 }
