@@ -42,17 +42,15 @@ extension Trainer {
         if schedule.config.kind == .reduceOnPlateau { schedule.observe(metric: loss) }
         step += 1
         return StepRecord(step: step, loss: loss, learningRate: lr, gradNormPreclip: norm, skipped: !applied,
-                          tokens: globalMicroBatches * config.microBatch * config.seqLen,
+                          tokens: globalMicroBatches * config.microBatch * config.rowLength,
                           seconds: (ContinuousClock.now - start).seconds, nonFiniteWeights: nonFinite)
     }
 
     /// Loads micro-batch g of `step` from `data` and runs the forward over every op, each with
     /// its unit's weights gathered; returns the loss.
-    func forward(microBatch g: Int, of step: Int, in data: TokenDataset) throws -> Float {
-        data.fill(step: step, microBatch: g, seed: config.seed, batchSize: config.microBatch,
-                  sequenceLength: config.seqLen, tokens: tokens.pointer, targets: targets.pointer)
-        model.setBatch(tokens: tokens.readOnly, targets: targets.readOnly,
-                       batchSize: config.microBatch, sequenceLength: config.seqLen)
+    func forward(microBatch g: Int, of step: Int, in data: any MicroBatchSource) throws -> Float {
+        try data.load(step: step, microBatch: g, seed: config.seed, batchSize: config.microBatch, sequenceLength: config.rowLength,
+                      into: model, tokens: tokens.pointer, targets: targets.pointer)
         for op in opUnits.indices {
             try model.forward(op: op, weights: unshard(op: op))
             reshard(op: op)

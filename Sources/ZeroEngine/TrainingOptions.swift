@@ -233,6 +233,20 @@ extension TrainingOption {
                "Recompute each GPT block's activations in backward from its saved input: less activation memory, about one more forward of compute, same bits."),
         option("log-every", \.logEvery, manifest: "logEvery", math: false, .from(0, to: 1_000_000_000),
                "Print a progress line every N steps; 0: none (scripts)."),
+        option("task", \.task, manifest: "task", .anyCase,
+               "What to train: lm (next token), classify (feature rows -> class, --model mlp) or contrastive (embeddings of two views of each row, --model mlp). Without --data, classify and contrastive use a synthetic imbalanced set drawn from --seed (docs/losses.md)."),
+        option("loss", \.loss, manifest: "loss", .anyCase,
+               "Loss: cross_entropy, focal (softmax) or sigmoid_focal for lm/classify (lm: cross_entropy only); infonce or triplet for contrastive. Default: cross_entropy, infonce for contrastive."),
+        option("label-smoothing", \.labelSmoothing, manifest: "labelSmoothing", .belowOne,
+               "Label smoothing of cross_entropy, as torch CrossEntropyLoss(label_smoothing=) (classify only)."),
+        option("focal-gamma", \.focalGamma, manifest: "focalGamma",
+               Accepted("a number from 0 to 10") { $0 >= 0 && $0 <= 10 }, "Focusing exponent gamma of the focal losses."),
+        option("focal-alpha", \.focalAlpha, manifest: "focalAlpha",
+               Accepted("a number in [0, 1], or -1 for no weighting") { ($0 >= 0 && $0 <= 1) || $0 == -1 },
+               "Weight alpha of the focal losses (sigmoid_focal: of the positive class, as torchvision; -1: none)."),
+        option("temperature", \.temperature, manifest: "temperature",
+               Accepted("a number from 0.001 to 100") { $0 >= 0.001 && $0 <= 100 }, "Temperature of the infonce loss."),
+        option("margin", \.margin, manifest: "margin", .positive, "Margin of the triplet loss (p = 2, as TripletMarginLoss)."),
     ]
 }
 
