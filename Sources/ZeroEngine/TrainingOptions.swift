@@ -203,7 +203,7 @@ extension TrainingOption {
         option("precision", \.precision, manifest: "precision", .anyCase,
                "bf16 (bf16 working weights and gradients, fp32 master and moments) or fp32."),
         option("data", \.data, manifest: "data", math: false, .path,
-               "Training data: a file, a directory or a glob of llm.c .bin token shards (or of text files, read as bytes), one stream in sorted order. Default: the embedded corpus."),
+               "Training data: a file, a directory or a glob of llm.c .bin token shards (or of text files, read as bytes), one stream in sorted order. Default: the embedded corpus. For --task classify/contrastive: a directory with features.npy and labels.npy, X.npy with X.labels.npy, or a .csv with the label last (default: a synthetic imbalanced set)."),
         option("val-data", \.valData, manifest: "valData", math: false, .path,
                "Validation data, read like --data (for --eval-every)."),
         option("val-fraction", \.valFraction, manifest: "valFraction", .belowOne,
