@@ -98,3 +98,63 @@ extension Trainer {
         return (recall, total[K...].reduce(0, +) / total[..<K].reduce(0, +))
     }
 }
+
+extension Trainer {
+    /// The step's forward and backward for `--loss infonce`, whose negatives span the global batch:
+    /// nil for every other loss (the micro-batches then run one by one).
+    ///
+    /// Pass 1 runs the forward of this rank's A micro-batches and keeps their embeddings; an
+    /// all-gather over the ranks gives every rank the G micro-batches' embeddings, which it lays
+    /// out in g order (view 1 of every example of g = 0, 1, ..., then view 2 in the same order),
+    /// so rows i and i + GB are the two views of one example. Every rank computes NT-Xent over these
+    /// 2GB rows and its gradient, the same bits everywhere. Pass 2 runs each local micro-batch again
+    /// (forward, then backward from the gradient rows of its own embeddings, times G because the
+    /// step averages the G micro-batch gradients). The loss and the bits depend on G only, not on
+    /// how the G micro-batches are spread over ranks.
+    func globalContrastiveLosses() throws -> [Float]? {
+        guard let model = model as? FeatureMLP, case .infoNCE = model.objective else { return nil }
+        let A = accumulationSteps, N = ranks, G = A * N, B = model.examples, D = model.outputWidth
+        let block = 2 * B * D
+        var local = [Float](repeating: 0, count: A * block)
+        for a in 0..<A {
+            _ = try forward(microBatch: a * N + rank, of: step, in: dataset)
+            for i in 0..<block { local[a * block + i] = model.outputs[i] }
+        }
+        var gathered = [Float](repeating: 0, count: N * A * block)
+        try local.withUnsafeBufferPointer { l in try gathered.withUnsafeMutableBufferPointer { try communicator.allGather(l, into: $0) } }
+        // Micro-batch g = a N + r sits at gathered[(r A + a) block ...]; view v of its example b goes to row v G B + g B + b.
+        func globalRow(g: Int, view v: Int, example b: Int) -> Int { v * G * B + g * B + b }
+        var z = [Float](repeating: 0, count: G * block)
+        for g in 0..<G {
+            let (a, r) = g.quotientAndRemainder(dividingBy: N), source = (r * A + a) * block
+            for v in 0..<2 {
+                for b in 0..<B {
+                    let from = source + (v * B + b) * D, to = globalRow(g: g, view: v, example: b) * D
+                    for k in 0..<D { z[to + k] = gathered[from + k] }
+                }
+            }
+        }
+        var dz = [Float](repeating: 0, count: z.count)
+        let labels = [Int32](repeating: 0, count: 2 * G * B)
+        let loss = z.withUnsafeBufferPointer { zp in
+            labels.withUnsafeBufferPointer { lp in
+                dz.withUnsafeMutableBufferPointer {
+                    ObjectiveKernels.backward(model.objective, gradient: $0.baseAddress!, outputs: zp.baseAddress!, labels: lp.baseAddress!, rows: 2 * G * B, width: D)
+                }
+                return ObjectiveKernels.forward(model.objective, outputs: zp.baseAddress!, labels: lp.baseAddress!, rows: 2 * G * B, width: D)
+            }
+        }
+        for a in 0..<A {
+            let g = a * N + rank
+            var mine = [Float](repeating: 0, count: block)
+            for v in 0..<2 {
+                for b in 0..<B {
+                    let from = globalRow(g: g, view: v, example: b) * D, to = (v * B + b) * D
+                    for k in 0..<D { mine[to + k] = dz[from + k] * Float(G) }
+                }
+            }
+            _ = try microBatch(accumulationStep: a) { model.outputGradient = mine }
+        }
+        return [Float](repeating: loss, count: A)
+    }
+}

@@ -22,7 +22,7 @@ extension Trainer {
     /// Runs one optimizer step over G = ranks * A micro-batches.
     public func trainStep() throws -> StepRecord {
         let start = ContinuousClock.now
-        let losses = try (0..<accumulationSteps).map { try microBatch(accumulationStep: $0) }
+        let losses = try globalContrastiveLosses() ?? (0..<accumulationSteps).map { try microBatch(accumulationStep: $0) }
         let loss = try globalMeanLoss(losses)
         let gradients = units.map { $0.averageGradient(over: globalMicroBatches) }
         let norm = try GlobalNorm.norm(unitShards: units.map(\.ownedGradient), communicator: communicator)
@@ -59,8 +59,10 @@ extension Trainer {
     }
 
     /// Forward and backward of micro-batch g = a * ranks + rank; returns its loss.
-    func microBatch(accumulationStep a: Int) throws -> Float {
+    /// `beforeBackward` runs between the two (the global-batch InfoNCE sets its output gradient there).
+    func microBatch(accumulationStep a: Int, beforeBackward: () -> Void = {}) throws -> Float {
         let loss = try forward(microBatch: a * ranks + rank, of: step, in: dataset)
+        beforeBackward()
         for op in opUnits.indices.reversed() {
             for u in allocation.gradientStarts[op] { units[u].beginGradient() }
             try model.backward(op: op, weights: unshard(op: op), gradients: gradients(op: op))

@@ -30,6 +30,9 @@ public final class FeatureMLP: FeatureModel, @unchecked Sendable {
     private let scratchOffsets: (Int, Int)
     private let floats: FlatBuffer<Float>
     private let labels: FlatBuffer<Int32>
+    /// d(loss)/d(outputs) [rows, outputs] given from outside (the global-batch InfoNCE, whose loss
+    /// spans every micro-batch of the step): used by the next backward instead of the objective's.
+    public var outputGradient: [Float]? = nil
 
     public init(featureCount: Int, hiddenWidths: [Int], outputs: Int, examples: Int, objective: Objective,
                 ledger: MemoryLedger?, precision: ComputePrecision = .fp32) {
@@ -116,7 +119,13 @@ public final class FeatureMLP: FeatureModel, @unchecked Sendable {
         let d: UnsafeMutablePointer<Float>
         if k == n {
             d = a + outputOffset
-            ObjectiveKernels.backward(objective, gradient: d, outputs: d, labels: labels.readOnly.baseAddress!, rows: rows, width: outW)
+            if let given = outputGradient {
+                precondition(given.count == rows * outW, "output gradient of the wrong size")
+                d.update(from: given, count: given.count)
+                outputGradient = nil
+            } else {
+                ObjectiveKernels.backward(objective, gradient: d, outputs: d, labels: labels.readOnly.baseAddress!, rows: rows, width: outW)
+            }
         } else {
             d = scratch(k)
             Kernels.reluBackward(dinp: d, out: a + hiddenOffsets[k], dout: d, count: rows * outW)

@@ -9,7 +9,8 @@ public enum Objective: Sendable, Equatable {
     /// torchvision's `sigmoid_focal_loss` over the K logits against the one-hot labels, mean over
     /// the N x K elements (alpha < 0: no class weighting). K = 2 is the binary case per logit.
     case sigmoidFocal(alpha: Float, gamma: Float)
-    /// NT-Xent over the 2B embeddings of the micro-batch (rows b and B + b are one example's views).
+    /// NT-Xent over 2M embeddings, rows i and M + i the two views of one example (in training the
+    /// rows are the whole global batch: `Trainer.globalContrastiveLosses`).
     case infoNCE(temperature: Float)
     /// `TripletMarginLoss(margin, p: 2, eps: 1e-6)`: anchor = view 1 of example b, positive = its
     /// view 2, negative = view 2 of example (b + 1) mod B.
