@@ -29,6 +29,7 @@ extension TrainingConfig {
         case .lm:
             guard loss == .crossEntropy else { throw ConfigError("--task lm trains with cross_entropy only, not --loss \(loss)") }
             guard labelSmoothing == 0 else { throw ConfigError("--label-smoothing applies to --task classify, not lm") }
+            guard dropout == 0 else { throw ConfigError("--dropout applies to the feature MLP (--task classify|contrastive), not lm") }
         case .classify, .contrastive:
             guard model == .mlp else { throw ConfigError("--task \(task) needs --model mlp, not \(model)") }
             let contrastive: Set<LossName> = [.infonce, .triplet]
@@ -50,7 +51,7 @@ func makeFeatureModel(_ config: TrainingConfig, data: FeatureDataset, ledger: Me
     FeatureMLP(featureCount: data.featureCount, hiddenWidths: featureHiddenWidths,
                outputs: config.task == .contrastive ? embeddingWidth : data.classCount,
                examples: config.microBatch, objective: config.objective, ledger: ledger,
-               precision: config.isBF16 ? .bf16 : .fp32)
+               precision: config.isBF16 ? .bf16 : .fp32, dropout: Float(config.dropout))
 }
 
 /// Training and validation rows of a feature task: `--data` (and `--val-data` or

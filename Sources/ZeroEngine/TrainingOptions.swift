@@ -247,6 +247,8 @@ extension TrainingOption {
         option("temperature", \.temperature, manifest: "temperature",
                Accepted("a number from 0.001 to 100") { $0 >= 0.001 && $0 <= 100 }, "Temperature of the infonce loss."),
         option("margin", \.margin, manifest: "margin", .positive, "Margin of the triplet loss (p = 2, as TripletMarginLoss)."),
+        option("dropout", \.dropout, manifest: "dropout", .belowOne,
+               "Dropout on the feature MLP's hidden activations, as torch.nn.Dropout(p) after each ReLU; masks keyed by (seed, step, micro-batch, layer); off in evaluation (classify/contrastive)."),
     ]
 }
 

@@ -58,6 +58,7 @@ public struct FeatureDataset: MicroBatchSource {
                      tokens: UnsafeMutableBufferPointer<Int32>, targets: UnsafeMutableBufferPointer<Int32>) throws {
         guard let m = model as? any FeatureModel, m.examples == batchSize else { try check(model: model); return }
         let F = featureCount, x = m.inputRows, y = m.inputLabels
+        m.setBatchKey(seed: seed, step: step, microBatch: g)
         for b in 0..<batchSize {
             let r = row(step: step, microBatch: g, example: b, seed: seed, batchSize: batchSize)
             y[b] = labels[r]

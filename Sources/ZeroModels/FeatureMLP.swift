@@ -33,10 +33,16 @@ public final class FeatureMLP: FeatureModel, @unchecked Sendable {
     /// d(loss)/d(outputs) [rows, outputs] given from outside (the global-batch InfoNCE, whose loss
     /// spans every micro-batch of the step): used by the next backward instead of the objective's.
     public var outputGradient: [Float]? = nil
+    /// Dropout probability on every hidden activation (after its ReLU), as `torch.nn.Dropout(p)`:
+    /// kept values are scaled by 1 / (1 - p). Only training micro-batches (step >= 0) drop.
+    public let dropout: Float
+    private var dropoutKey: (seed: UInt64, step: Int, microBatch: Int)? = nil
 
     public init(featureCount: Int, hiddenWidths: [Int], outputs: Int, examples: Int, objective: Objective,
-                ledger: MemoryLedger?, precision: ComputePrecision = .fp32) {
+                ledger: MemoryLedger?, precision: ComputePrecision = .fp32, dropout: Float = 0) {
         precondition(!hiddenWidths.isEmpty && hiddenWidths.allSatisfy { $0 > 0 } && featureCount > 0 && outputs > 0)
+        precondition(dropout >= 0 && dropout < 1, "dropout must be in [0, 1)")
+        self.dropout = dropout
         self.featureCount = featureCount
         self.hiddenWidths = hiddenWidths
         outputWidth = outputs
@@ -90,6 +96,18 @@ public final class FeatureMLP: FeatureModel, @unchecked Sendable {
         UnsafeMutableBufferPointer(rebasing: buffer[(fanIn * out)..<((fanIn + 1) * out)]).update(repeating: 0)
     }
 
+    public func setBatchKey(seed: UInt64, step: Int, microBatch g: Int) {
+        dropoutKey = dropout > 0 && step >= 0 ? (seed, step, g) : nil
+    }
+
+    /// Which of hidden layer k's `count` activations (row-major [rows, width]) micro-batch g of
+    /// `step` keeps: uniform u >= p, u from SplitMix64 keyed by (seed ^ "DROP", step, g, k) in
+    /// element order. The same on every rank, so dropout keeps the determinism contract.
+    public static func keepMask(seed: UInt64, step: Int, microBatch g: Int, layer k: Int, count: Int, p: Float) -> [Bool] {
+        var rng = SeededGenerator(seed: seed ^ 0x4452_4F50, keys: [UInt64(truncatingIfNeeded: step), UInt64(truncatingIfNeeded: g), UInt64(k)])
+        return (0..<count).map { _ in rng.nextUniform() >= Double(p) }
+    }
+
     /// Token batches do not apply: the data source writes `inputRows` and `inputLabels`.
     public func setBatch(tokens: UnsafeBufferPointer<Int32>, targets: UnsafeBufferPointer<Int32>, batchSize: Int, sequenceLength: Int) {
         preconditionFailure("FeatureMLP takes feature rows, not tokens")
@@ -103,6 +121,11 @@ public final class FeatureMLP: FeatureModel, @unchecked Sendable {
         Kernels.linearForward(out: out, inp: inp, weight: w, bias: w + inW * outW, N: rows, C: inW, OC: outW, matmul: matmul)
         if k < n {
             Kernels.reluForward(out: out, inp: out, count: rows * outW)
+            if let key = dropoutKey {
+                let keep = FeatureMLP.keepMask(seed: key.seed, step: key.step, microBatch: key.microBatch, layer: k, count: rows * outW, p: dropout)
+                let scale = 1 / (1 - dropout)
+                for i in 0 ..< rows * outW { out[i] = keep[i] ? out[i] * scale : 0 }
+            }
         } else {
             for b in 0..<examples where objective.isContrastive == false {
                 precondition(labels.pointer[b] >= 0 && Int(labels.pointer[b]) < outputWidth, "label out of range")
@@ -128,7 +151,12 @@ public final class FeatureMLP: FeatureModel, @unchecked Sendable {
             }
         } else {
             d = scratch(k)
+            // The stored output is relu(z) x mask / (1 - p): positive exactly where both let the gradient through.
             Kernels.reluBackward(dinp: d, out: a + hiddenOffsets[k], dout: d, count: rows * outW)
+            if dropoutKey != nil {
+                let scale = 1 / (1 - dropout)
+                for i in 0 ..< rows * outW { d[i] *= scale }
+            }
         }
         let inp = k == 0 ? a + inputOffset : a + hiddenOffsets[k - 1]
         Kernels.linearBackward(dinp: k == 0 ? nil : scratch(k - 1), dweight: g, dbias: g + inW * outW, dout: d,

@@ -47,4 +47,6 @@ public protocol FeatureModel: TrainableModel {
     /// The outputs [views x B, outputs] after the last forward op (logits or embeddings).
     var outputs: UnsafeBufferPointer<Float> { get }
     var outputWidth: Int { get }
+    /// Names the micro-batch about to run (dropout masks are keyed by it; step < 0: evaluation).
+    func setBatchKey(seed: UInt64, step: Int, microBatch g: Int)
 }

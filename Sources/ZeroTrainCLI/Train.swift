@@ -72,6 +72,7 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: .option("focal-alpha")) var focalAlpha: String?
     @Option(parsing: .unconditional, help: .option("temperature")) var temperature: String?
     @Option(parsing: .unconditional, help: .option("margin")) var margin: String?
+    @Option(parsing: .unconditional, help: .option("dropout")) var dropout: String?
 
     // Options of this invocation, not of the run's configuration.
     @Option(help: "Resume from a checkpoint directory (or a save root: the newest complete one).") var resume: String?

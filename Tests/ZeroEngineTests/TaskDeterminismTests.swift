@@ -21,6 +21,7 @@ import ZeroModels
         c.warmup = 1
         c.clip = 0.5
         if loss == .crossEntropy { c.labelSmoothing = 0.1 }
+        if loss == .focal || loss == .infonce { c.dropout = 0.2 }
         return c
     }
 
@@ -62,7 +63,7 @@ import ZeroModels
     /// gradient norm equals that of one model run over the G micro-batches' rows at once.
     @Test func infoNCESpansTheGlobalBatch() throws {
         var c = Self.config(task: .contrastive, loss: .infonce, stage: 2)
-        c.steps = 1; c.precision = .fp32; c.clip = 0; c.microBatch = 4; c.globalMicroBatches = 4
+        c.steps = 1; c.precision = .fp32; c.clip = 0; c.microBatch = 4; c.globalMicroBatches = 4; c.dropout = 0
         let run = try simulate(c, ranks: 2)
         // The same step by hand: G = 4 micro-batches of B = 4 examples, views laid out as the trainer does.
         let G = 4, B = 4, data = FeatureDataset.synthetic(seed: c.seed, split: "train")
