@@ -97,6 +97,24 @@ public enum PrecisionName: String, ChoiceValue {
 
 extension OptimizerKind: ChoiceValue {}
 
+/// What a run trains (`--task`): next-token language modelling, a classifier over feature rows,
+/// or an embedding model over two views of each row (docs/losses.md).
+public enum TaskName: String, ChoiceValue {
+    case lm
+    case classify
+    case contrastive
+}
+
+/// The loss (`--loss`, docs/losses.md). `focal` is the multi-class softmax form; `sigmoid_focal`
+/// is torchvision's `sigmoid_focal_loss` over the one-hot labels (binary per logit).
+public enum LossName: String, ChoiceValue {
+    case crossEntropy = "cross_entropy"
+    case focal
+    case sigmoidFocal = "sigmoid_focal"
+    case infonce
+    case triplet
+}
+
 extension GPTConfig {
     /// The preset a model name stands for (nil for the MLP).
     public static func named(_ model: ModelName) -> GPTConfig? { named(model.rawValue) }

@@ -52,14 +52,12 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
     if let root = saveRoot { try rootDecides(comm) { saveLock = try SaveDirectoryLock(root: root) } }
     defer { withExtendedLifetime(saveLock) {} }
     var identity = try RunIdentity.start(config: config, communicator: comm)
-    let vocab = GPTConfig.named(config.model)?.vocabularySize ?? 256
-    var dataset = try config.data.map { try TokenDataset(spec: $0, vocabularySize: vocab) } ?? TokenDataset.embedded()
-    var validation = try config.valData.map { try TokenDataset(spec: $0, vocabularySize: vocab) }
-    if config.valFraction > 0 {
-        (dataset, validation) = try dataset.split(validationFraction: config.valFraction, sequenceLength: config.seqLen)
+    let dataset: any MicroBatchSource, validation: (any MicroBatchSource)?
+    if config.task == .lm {
+        (dataset, validation) = try loadTokenData(config)
+    } else {
+        (dataset, validation) = try loadFeatureData(config)
     }
-    try dataset.validate(sequenceLength: config.seqLen)
-    try validation?.validate(sequenceLength: config.seqLen)
     let trainer = try Trainer(config: config, communicator: comm, dataset: dataset, ledger: ledger)
     let isRoot = comm.rank == 0
     let log: (String) -> Void = { if isRoot { options.log($0) } }
@@ -77,9 +75,10 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
     }
     let psi = trainer.partition.unpaddedTotal
     if let validation, config.evalEvery > 0 {
-        log("validation: \(validation.source), \(validation.count) tokens; \(config.evalBatches) micro-batches every \(config.evalEvery) steps")
+        let size = (validation as? TokenDataset).map { "\($0.count) tokens" } ?? (validation as? FeatureDataset).map { "\($0.count) rows" } ?? ""
+        log("validation: \(validation.source), \(size); \(config.evalBatches) micro-batches every \(config.evalEvery) steps")
     }
-    log("zero-train: \(config.model) (\(psi) params) | \(comm.size) ranks (\(comm.backendName)) | stage \(config.stage) | \(config.precision) | \(config.optimizer) | G=\(trainer.globalMicroBatches) micro-batches x \(config.microBatch)x\(config.seqLen) tokens per step")
+    log("zero-train: \(config.model) (\(psi) params) | \(comm.size) ranks (\(comm.backendName)) | stage \(config.stage) | \(config.precision) | \(config.optimizer) | G=\(trainer.globalMicroBatches) micro-batches x \(config.microBatch)x\(config.rowLength) \(config.task == .lm ? "tokens" : "rows (task \(config.task), loss \(config.effectiveLoss))") per step")
 
     // A resumed run appends: the records of earlier steps are never rewritten.
     let metrics = try comm.rank == 0 ? options.metricsPath.map { try MetricsWriter(path: $0, append: options.resume != nil) } : nil
@@ -154,6 +153,13 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
     }
     // A signal during the last step changes nothing: the run is complete.
     if trainer.step >= config.steps { stopSignal = 0 }
+    // The classifier's recall per class on the validation rows (collective), logged and recorded.
+    var recallFields: [(String, String)] = []
+    if config.task == .classify, let rows = validation as? FeatureDataset {
+        let (recall, accuracy) = try trainer.classRecall(on: rows)
+        log("validation recall per class: " + recall.map { String(format: "%.4f", $0) }.joined(separator: " ") + String(format: " | accuracy %.4f", accuracy))
+        recallFields = [("recall_per_class", "[" + recall.map(jsonNumber).joined(separator: ", ") + "]"), ("accuracy", jsonNumber(accuracy))]
+    }
     let sha = try trainer.consolidatedMasterSHA256()
     let summary = RunSummary(
         steps: trainer.step, losses: losses, gradNorms: norms, skippedSteps: trainer.skippedSteps, paramsSHA256: sha,
@@ -165,6 +171,7 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
                     ("stage", "\(config.stage)"), ("peak_ledger_bytes", "\(summary.peakLedgerBytes)"),
                     ("peak_rss_bytes", "\(summary.peakRSSBytes)"),
                     ("skipped_steps", "\(summary.skippedSteps)"), ("tokens_per_second", jsonNumber(summary.tokensPerSecond))]
+                   + recallFields
                    + (stopSignal != 0 ? [("stopped_by", jsonQuoted(StopSignals.name(stopSignal)))] : []))
     if stopSignal != 0 {
         let saved = lastSaved.map { "; saved checkpoint \($0.path), continue with --resume \($0.deletingLastPathComponent().path)" }
@@ -173,6 +180,20 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
     }
     log("done: \(summary.steps) steps | params_sha256 \(sha)")
     return summary
+}
+
+/// The token streams of the language-model task: --data (or the embedded corpus), and
+/// --val-data or the --val-fraction split.
+func loadTokenData(_ config: TrainingConfig) throws -> (train: TokenDataset, validation: TokenDataset?) {
+    let vocab = GPTConfig.named(config.model)?.vocabularySize ?? 256
+    var dataset = try config.data.map { try TokenDataset(spec: $0, vocabularySize: vocab) } ?? TokenDataset.embedded()
+    var validation = try config.valData.map { try TokenDataset(spec: $0, vocabularySize: vocab) }
+    if config.valFraction > 0 {
+        (dataset, validation) = try dataset.split(validationFraction: config.valFraction, sequenceLength: config.seqLen)
+    }
+    try dataset.validate(sequenceLength: config.seqLen)
+    try validation?.validate(sequenceLength: config.seqLen)
+    return (dataset, validation)
 }
 
 /// This rank's compute and communication time for one step, as metrics fields.

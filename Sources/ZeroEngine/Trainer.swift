@@ -22,7 +22,7 @@ public final class Trainer {
     public var ranks: Int { communicator.size }
     public var globalMicroBatches: Int { accumulationSteps * ranks }
 
-    let dataset: TokenDataset
+    let dataset: any MicroBatchSource
     var schedule: LearningRateScheduler
     let opUnits: [[Int]]
     /// One per parameter unit, in layout order.
@@ -37,7 +37,7 @@ public final class Trainer {
     public internal(set) var skippedSteps = 0
     var consecutiveSkips = 0
 
-    public init(config: TrainingConfig, communicator: any Communicator, dataset: TokenDataset,
+    public init(config: TrainingConfig, communicator: any Communicator, dataset: any MicroBatchSource,
                 ledger: MemoryLedger = MemoryLedger()) throws {
         try config.validate()
         self.config = config
@@ -46,10 +46,11 @@ public final class Trainer {
         self.dataset = dataset
         self.plan = StagePlan(stage: config.stage)
         accumulationSteps = try config.accumulationSteps(ranks: communicator.size)
-        model = try makeModel(config, ledger: ledger)
-        guard dataset.vocabularySize <= model.vocabularySize else {
-            throw ConfigError("the data has token ids up to \(dataset.vocabularySize - 1) but \(config.model) has a vocabulary of \(model.vocabularySize)")
+        model = try makeModel(config, data: dataset, ledger: ledger)
+        if let tokens = dataset as? TokenDataset, tokens.vocabularySize > model.vocabularySize {
+            throw ConfigError("the data has token ids up to \(tokens.vocabularySize - 1) but \(config.model) has a vocabulary of \(model.vocabularySize)")
         }
+        try dataset.check(model: model)
         guard let precision = PrecisionPolicy(named: config.precision) else {
             throw ConfigError("unknown precision '\(config.precision)' (bf16, fp32)")
         }
@@ -57,7 +58,7 @@ public final class Trainer {
         schedule = try makeSchedule(config)
         opUnits = model.opUnits
         allocation = AllocationPlan(partition: partition, opUnits: opUnits, rank: communicator.rank, stage: plan,
-                                    precision: precision, microBatch: config.microBatch, sequenceLength: config.seqLen,
+                                    precision: precision, microBatch: config.microBatch, sequenceLength: config.rowLength,
                                     accumulationSteps: accumulationSteps)
         tokens = FlatBuffer(count: allocation.batchElements, category: .scratch, ledger: ledger)
         targets = FlatBuffer(count: allocation.batchElements, category: .scratch, ledger: ledger)
@@ -121,7 +122,8 @@ public final class Trainer {
 }
 
 /// Builds the model a config names.
-func makeModel(_ config: TrainingConfig, ledger: MemoryLedger) throws -> any TrainableModel {
+func makeModel(_ config: TrainingConfig, data: any MicroBatchSource, ledger: MemoryLedger) throws -> any TrainableModel {
+    if let features = data as? FeatureDataset { return makeFeatureModel(config, data: features, ledger: ledger) }
     if let gpt = GPTConfig.named(config.model) {
         return GPT(config: gpt, batchSize: config.microBatch, sequenceLength: config.seqLen, ledger: ledger,
                    precision: config.isBF16 ? .bf16 : .fp32, recompute: config.recompute)

@@ -13,7 +13,7 @@ extension Trainer {
     /// the same number of forwards, so the gathers of stage 3 stay matched; a forward past M
     /// only keeps them so and is not counted. The M losses are all-gathered and summed in m
     /// order in fp64, so the value is bit-identical for every stage and rank count.
-    public func validationLoss(on data: TokenDataset, batches m: Int) throws -> Double {
+    public func validationLoss(on data: any MicroBatchSource, batches m: Int) throws -> Double {
         precondition(m >= 1, "validation needs at least one micro-batch")
         let n = ranks, rounds = (m + n - 1) / n
         var local = [Float](repeating: 0, count: rounds)

@@ -22,7 +22,7 @@ extension Trainer {
     /// Runs one optimizer step over G = ranks * A micro-batches.
     public func trainStep() throws -> StepRecord {
         let start = ContinuousClock.now
-        let losses = try (0..<accumulationSteps).map { try microBatch(accumulationStep: $0) }
+        let losses = try globalContrastiveLosses() ?? (0..<accumulationSteps).map { try microBatch(accumulationStep: $0) }
         let loss = try globalMeanLoss(losses)
         let gradients = units.map { $0.averageGradient(over: globalMicroBatches) }
         let norm = try GlobalNorm.norm(unitShards: units.map(\.ownedGradient), shardCounts: units.map(\.shardCounts), communicator: communicator)
@@ -42,17 +42,15 @@ extension Trainer {
         if schedule.config.kind == .reduceOnPlateau { schedule.observe(metric: loss) }
         step += 1
         return StepRecord(step: step, loss: loss, learningRate: lr, gradNormPreclip: norm, skipped: !applied,
-                          tokens: globalMicroBatches * config.microBatch * config.seqLen,
+                          tokens: globalMicroBatches * config.microBatch * config.rowLength,
                           seconds: (ContinuousClock.now - start).seconds, nonFiniteWeights: nonFinite)
     }
 
     /// Loads micro-batch g of `step` from `data` and runs the forward over every op, each with
     /// its unit's weights gathered; returns the loss.
-    func forward(microBatch g: Int, of step: Int, in data: TokenDataset) throws -> Float {
-        data.fill(step: step, microBatch: g, seed: config.seed, batchSize: config.microBatch,
-                  sequenceLength: config.seqLen, tokens: tokens.pointer, targets: targets.pointer)
-        model.setBatch(tokens: tokens.readOnly, targets: targets.readOnly,
-                       batchSize: config.microBatch, sequenceLength: config.seqLen)
+    func forward(microBatch g: Int, of step: Int, in data: any MicroBatchSource) throws -> Float {
+        try data.load(step: step, microBatch: g, seed: config.seed, batchSize: config.microBatch, sequenceLength: config.rowLength,
+                      into: model, tokens: tokens.pointer, targets: targets.pointer)
         for op in opUnits.indices {
             try model.forward(op: op, weights: unshard(op: op))
             reshard(op: op)
@@ -61,8 +59,10 @@ extension Trainer {
     }
 
     /// Forward and backward of micro-batch g = a * ranks + rank; returns its loss.
-    func microBatch(accumulationStep a: Int) throws -> Float {
+    /// `beforeBackward` runs between the two (the global-batch InfoNCE sets its output gradient there).
+    func microBatch(accumulationStep a: Int, beforeBackward: () -> Void = {}) throws -> Float {
         let loss = try forward(microBatch: a * ranks + rank, of: step, in: dataset)
+        beforeBackward()
         for op in opUnits.indices.reversed() {
             for u in allocation.gradientStarts[op] { units[u].beginGradient() }
             try model.backward(op: op, weights: unshard(op: op), gradients: gradients(op: op))

@@ -69,6 +69,16 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var recompute = false
     /// Progress line every N steps (rank 0).
     public var logEvery = 1
+    /// What is trained, and with which loss (nil: cross_entropy, or infonce for contrastive).
+    public var task = TaskName.lm
+    public var loss: LossName? = nil
+    public var labelSmoothing = 0.0
+    public var focalGamma = 2.0
+    public var focalAlpha = 0.25
+    public var temperature = 0.5
+    public var margin = 1.0
+    /// Dropout on the feature MLP's hidden activations (0: none).
+    public var dropout = 0.0
 
     public init() {}
 
@@ -103,12 +113,13 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if valData != nil && valFraction > 0 {
             throw ConfigError("--val-data and --val-fraction both name validation data; give one of them")
         }
-        if evalEvery > 0 && valData == nil && valFraction == 0 {
+        if evalEvery > 0 && valData == nil && valFraction == 0 && !(task != .lm && data == nil) {
             throw ConfigError("--eval-every needs validation data: --val-data PATH or --val-fraction F")
         }
         if let threads, blasThreads != 1, blasThreads != threads {
             throw ConfigError("--threads \(threads) and --blas-threads \(blasThreads) disagree; give one of them")
         }
+        try validateTask()
     }
 
     /// Canonical JSON (sorted keys), used for the consensus check and the manifest.

@@ -65,6 +65,14 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: .option("threads")) var threads: String?
     @Flag(help: .option("recompute")) var recompute = false
     @Option(parsing: .unconditional, help: .option("log-every")) var logEvery: String?
+    @Option(parsing: .unconditional, help: .option("task")) var task: String?
+    @Option(parsing: .unconditional, help: .option("loss")) var loss: String?
+    @Option(parsing: .unconditional, help: .option("label-smoothing")) var labelSmoothing: String?
+    @Option(parsing: .unconditional, help: .option("focal-gamma")) var focalGamma: String?
+    @Option(parsing: .unconditional, help: .option("focal-alpha")) var focalAlpha: String?
+    @Option(parsing: .unconditional, help: .option("temperature")) var temperature: String?
+    @Option(parsing: .unconditional, help: .option("margin")) var margin: String?
+    @Option(parsing: .unconditional, help: .option("dropout")) var dropout: String?
 
     // Options of this invocation, not of the run's configuration.
     @Option(help: "Resume from a checkpoint directory (or a save root: the newest complete one).") var resume: String?

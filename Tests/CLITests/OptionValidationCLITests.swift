@@ -102,6 +102,13 @@ import ZeroEngine
         (["--simulate", "0"], "--simulate must be an integer from 1 to 1024"),
         (["--simulate", "2", "--save-every", "1"], "--save-every needs --save DIR"),
         (["--no-such-flag"], "Unknown option"),
+        (["--task", "classify"], "--task classify needs --model mlp, not gpt-tiny"),
+        (["--model", "mlp", "--task", "classify", "--loss", "infonce"], "--loss infonce does not apply to --task classify"),
+        (["--model", "mlp", "--task", "contrastive", "--loss", "focal"], "--loss focal does not apply to --task contrastive"),
+        (["--label-smoothing", "0.1"], "--label-smoothing applies to --task classify, not lm"),
+        (["--model", "mlp", "--task", "classify", "--data", "/nonexistent.npy"], "/nonexistent.npy: no such file"),
+        (["--dropout", "0.1"], "--dropout applies to the feature MLP (--task classify|contrastive), not lm"),
+        (["--focal-alpha", "2"], "--focal-alpha must be a number in [0, 1], or -1 for no weighting, not '2'"),
     ])
     func reviewCasesGetOneClearLine(args: [String], message: String) throws {
         try Self.expectOneLineError(Self.base + args, contains: message)

@@ -77,3 +77,105 @@ p[0] = a[0] + 0.1
 record("triplet", [a, p, n], lambda a, p, n: F.triplet_margin_loss(a, p, n, margin=1.0, p=2, eps=1e-6))
 save_file(tensors, OUT, metadata={"generator": "Tests/Fixtures/make_loss_fixtures.py", "torch": torch.__version__})
 print(f"wrote {OUT}: {len(tensors)} tensors")
+
+# --- model/feature_mlp.safetensors: the feature MLP of --task classify / contrastive, end to end.
+# A 5 -> 8 -> 8 -> K MLP (Linear weights [in, out] as zero-train stores them, y = x W + b, ReLU
+# between layers) on fp32 inputs, forward and backward in float64; for each loss the value and
+# the gradient of every parameter. Classifier: 6 rows, K = 4 (cross_entropy with label smoothing
+# 0.1, softmax focal alpha 0.25 gamma 2, torchvision sigmoid focal over the one-hot labels alpha
+# 0.25 gamma 2, mean over N x K). Contrastive: 4 examples x 2 views = 8 rows, 3 outputs
+# (NT-Xent temperature 0.5; triplet margin 1: anchor row b, positive row 4 + b, negative row
+# 4 + (b + 1) mod 4).
+torch.manual_seed(20261207)
+FEATURE_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model", "feature_mlp.safetensors")
+feature_tensors = {}
+
+
+def mlp_case(name, rows, outputs, loss_fn):
+    widths = [5, 8, 8, outputs]
+    params = []
+    for k in range(3):
+        params.append((torch.randn(widths[k], widths[k + 1]) * (0.6 if k < 2 else 0.4)).to(torch.float32))
+        params.append((torch.randn(widths[k + 1]) * 0.1).to(torch.float32))
+    x = torch.randn(rows, 5).to(torch.float32)
+    leaves = [p.to(torch.float64).requires_grad_(True) for p in params]
+    h = x.to(torch.float64)
+    for k in range(3):
+        h = h @ leaves[2 * k] + leaves[2 * k + 1]
+        if k < 2:
+            h = torch.relu(h)
+    loss = loss_fn(h)
+    loss.backward()
+    feature_tensors[f"{name}.x"] = x.contiguous()
+    feature_tensors[f"{name}.loss"] = loss.detach().to(torch.float32).reshape(1)
+    for k in range(3):
+        feature_tensors[f"{name}.layers.{k}.weight"] = params[2 * k].contiguous()
+        feature_tensors[f"{name}.layers.{k}.bias"] = params[2 * k + 1].contiguous()
+        feature_tensors[f"{name}.grad.layers.{k}.weight"] = leaves[2 * k].grad.to(torch.float32).contiguous()
+        feature_tensors[f"{name}.grad.layers.{k}.bias"] = leaves[2 * k + 1].grad.to(torch.float32).contiguous()
+
+
+labels = torch.tensor([0, 3, 1, 0, 2, 3])
+feature_tensors["labels"] = labels.to(torch.float32)
+mlp_case("cross_entropy", 6, 4, lambda h: F.cross_entropy(h, labels, label_smoothing=0.1))
+mlp_case("focal", 6, 4, lambda h: focal_softmax(h, labels))
+mlp_case("sigmoid_focal", 6, 4, lambda h: focal_sigmoid(h, F.one_hot(labels, 4).to(torch.float64)))
+mlp_case("infonce", 8, 3, nt_xent)
+mlp_case("triplet", 8, 3, lambda h: F.triplet_margin_loss(h[:4], h[4:], h[4:].roll(-1, 0), margin=1.0, p=2, eps=1e-6))
+
+
+# Dropout (--dropout 0.3) on both hidden layers, cross_entropy: the keep masks are zero-train's,
+# SplitMix64 keyed by (seed ^ 0x44524F50, step, micro-batch, layer), u >= p in element order
+# (FeatureMLP.keepMask), here for seed 7, step 2, micro-batch 1; kept values scaled by 1 / (1 - p)
+# as torch.nn.functional.dropout does.
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def mix(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def keep_mask(seed, keys, count, p):
+    state = mix(seed)
+    for k in keys:
+        state = mix(state ^ mix((k + GOLDEN) & MASK64))
+    out = []
+    for _ in range(count):
+        state = (state + GOLDEN) & MASK64
+        out.append((mix(state) >> 11) * 2.0 ** -53 >= p)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+P = 0.3
+masks = [keep_mask(7 ^ 0x44524F50, [2, 1, k], 6 * 8, P).reshape(6, 8) for k in range(2)]
+feature_tensors["dropout.mask"] = torch.stack(masks).to(torch.float32)
+
+
+def dropout_mlp_case(name):
+    widths = [5, 8, 8, 4]
+    params = [(torch.randn(widths[k], widths[k + 1]) * 0.6).to(torch.float32) if i == 0 else (torch.randn(widths[k + 1]) * 0.1).to(torch.float32)
+              for k in range(3) for i in range(2)]
+    x = torch.randn(6, 5).to(torch.float32)
+    leaves = [p.to(torch.float64).requires_grad_(True) for p in params]
+    h = x.to(torch.float64)
+    for k in range(3):
+        h = h @ leaves[2 * k] + leaves[2 * k + 1]
+        if k < 2:
+            h = torch.relu(h) * masks[k] / (1 - P)
+    loss = F.cross_entropy(h, labels)
+    loss.backward()
+    feature_tensors[f"{name}.x"] = x.contiguous()
+    feature_tensors[f"{name}.loss"] = loss.detach().to(torch.float32).reshape(1)
+    for k in range(3):
+        feature_tensors[f"{name}.layers.{k}.weight"] = params[2 * k].contiguous()
+        feature_tensors[f"{name}.layers.{k}.bias"] = params[2 * k + 1].contiguous()
+        feature_tensors[f"{name}.grad.layers.{k}.weight"] = leaves[2 * k].grad.to(torch.float32).contiguous()
+        feature_tensors[f"{name}.grad.layers.{k}.bias"] = leaves[2 * k + 1].grad.to(torch.float32).contiguous()
+
+
+dropout_mlp_case("dropout")
+save_file(feature_tensors, FEATURE_OUT, metadata={"generator": "Tests/Fixtures/make_loss_fixtures.py", "torch": torch.__version__})
+print(f"wrote {FEATURE_OUT}: {len(feature_tensors)} tensors")

@@ -1,0 +1,165 @@
+import ZeroTensor
+
+/// The MLP over feature rows, for `--task classify` (K logits) and `--task contrastive`
+/// (embeddings), the sibling of the token `MLP` on the same kernels.
+///
+/// Layer 0 is a Linear on the F features followed by ReLU; layers 1..<n are Linear + ReLU;
+/// layer n is a Linear to the outputs, followed by the objective (`ObjectiveKernels`). One unit per
+/// layer ("layers.k.weight" [in, out], "layers.k.bias" [out]); op k = layer k. Rows: B examples,
+/// or 2B for the contrastive objectives (view 1 of every example, then view 2).
+/// Sendable only to be handed to a rank thread: all use is from one thread at a time.
+public final class FeatureMLP: FeatureModel, @unchecked Sendable {
+    public let layout: ParameterLayout
+    public let featureCount: Int
+    public let outputWidth: Int
+    public let hiddenWidths: [Int]
+    public let examples: Int
+    public let views: Int
+    public let objective: Objective
+    public let opUnits: [[Int]]
+    public var vocabularySize: Int { outputWidth }
+    public var contextLength: Int { 1 }
+    public private(set) var loss: Float = .nan
+    public let precision: ComputePrecision
+
+    private let matmul: Matmul
+    private let widths: [Int]            // [F] + hidden + [outputs]
+    private let rows: Int
+    private let inputOffset, outputOffset: Int
+    private let hiddenOffsets: [Int]
+    private let scratchOffsets: (Int, Int)
+    private let floats: FlatBuffer<Float>
+    private let labels: FlatBuffer<Int32>
+    /// d(loss)/d(outputs) [rows, outputs] given from outside (the global-batch InfoNCE, whose loss
+    /// spans every micro-batch of the step): used by the next backward instead of the objective's.
+    public var outputGradient: [Float]? = nil
+    /// Dropout probability on every hidden activation (after its ReLU), as `torch.nn.Dropout(p)`:
+    /// kept values are scaled by 1 / (1 - p). Only training micro-batches (step >= 0) drop.
+    public let dropout: Float
+    private var dropoutKey: (seed: UInt64, step: Int, microBatch: Int)? = nil
+
+    public init(featureCount: Int, hiddenWidths: [Int], outputs: Int, examples: Int, objective: Objective,
+                ledger: MemoryLedger?, precision: ComputePrecision = .fp32, dropout: Float = 0) {
+        precondition(!hiddenWidths.isEmpty && hiddenWidths.allSatisfy { $0 > 0 } && featureCount > 0 && outputs > 0)
+        precondition(dropout >= 0 && dropout < 1, "dropout must be in [0, 1)")
+        self.dropout = dropout
+        self.featureCount = featureCount
+        self.hiddenWidths = hiddenWidths
+        outputWidth = outputs
+        self.examples = examples
+        self.objective = objective
+        views = objective.isContrastive ? 2 : 1
+        self.precision = precision
+        matmul = Matmul(precision)
+        self.rows = views * examples
+        widths = [featureCount] + hiddenWidths + [outputs]
+        layout = FeatureMLP.layout(widths: widths)
+        opUnits = (0...hiddenWidths.count).map { [$0] }
+        let rows = views * examples, widest = max(hiddenWidths.max()!, outputs)
+        // Input rows, hidden activations, outputs, then two gradient scratch buffers.
+        let sizes = [rows * featureCount] + hiddenWidths.map { rows * $0 } + [rows * outputs, rows * widest, rows * widest]
+        let offsets = sizes.indices.map { sizes[..<$0].reduce(0, +) }
+        inputOffset = offsets[0]
+        hiddenOffsets = Array(offsets[1 ... hiddenWidths.count])
+        outputOffset = offsets[hiddenWidths.count + 1]
+        scratchOffsets = (offsets[hiddenWidths.count + 2], offsets[hiddenWidths.count + 3])
+        floats = FlatBuffer(count: sizes.reduce(0, +), category: .activations, ledger: ledger)
+        labels = FlatBuffer(count: examples, category: .activations, ledger: ledger)
+    }
+
+    /// Same names and shapes as the token MLP's layout ("layers.k.weight" [in, out], "layers.k.bias").
+    public static func layout(widths: [Int]) -> ParameterLayout {
+        var units: [UnitInfo] = [], tensors: [TensorInfo] = []
+        for k in 0..<(widths.count - 1) {
+            tensors.append(TensorInfo(name: "layers.\(k).weight", shape: [widths[k], widths[k + 1]], unit: k, offset: 0, decay: true))
+            tensors.append(TensorInfo(name: "layers.\(k).bias", shape: [widths[k + 1]], unit: k, offset: widths[k] * widths[k + 1], decay: false))
+            units.append(UnitInfo(name: "layers.\(k)", count: (widths[k] + 1) * widths[k + 1]))
+        }
+        return ParameterLayout(units: units, tensors: tensors)
+    }
+
+    public var inputRows: UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(rebasing: floats.pointer[inputOffset ..< inputOffset + rows * featureCount])
+    }
+    public var inputLabels: UnsafeMutableBufferPointer<Int32> { labels.pointer }
+    public var outputs: UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(rebasing: floats.readOnly[outputOffset ..< outputOffset + rows * outputWidth])
+    }
+
+    /// Hidden matrices normal(0, sqrt(2 / fan_in)) (He, for ReLU); the output matrix
+    /// normal(0, 1 / sqrt(fan_in)); zero biases. Keyed by (seed, tensor name).
+    public func initialize(unit: Int, into buffer: UnsafeMutableBufferPointer<Float>, seed: UInt64) {
+        let fanIn = widths[unit], out = widths[unit + 1]
+        let std: Float = unit == hiddenWidths.count ? 1 / Float(fanIn).squareRoot() : (2 / Float(fanIn)).squareRoot()
+        var rng = SeededGenerator(seed: seed, key: "layers.\(unit).weight")
+        rng.fillNormal(UnsafeMutableBufferPointer(rebasing: buffer[0..<(fanIn * out)]), std: std)
+        UnsafeMutableBufferPointer(rebasing: buffer[(fanIn * out)..<((fanIn + 1) * out)]).update(repeating: 0)
+    }
+
+    public func setBatchKey(seed: UInt64, step: Int, microBatch g: Int) {
+        dropoutKey = dropout > 0 && step >= 0 ? (seed, step, g) : nil
+    }
+
+    /// Which of hidden layer k's `count` activations (row-major [rows, width]) micro-batch g of
+    /// `step` keeps: uniform u >= p, u from SplitMix64 keyed by (seed ^ "DROP", step, g, k) in
+    /// element order. The same on every rank, so dropout keeps the determinism contract.
+    public static func keepMask(seed: UInt64, step: Int, microBatch g: Int, layer k: Int, count: Int, p: Float) -> [Bool] {
+        var rng = SeededGenerator(seed: seed ^ 0x4452_4F50, keys: [UInt64(truncatingIfNeeded: step), UInt64(truncatingIfNeeded: g), UInt64(k)])
+        return (0..<count).map { _ in rng.nextUniform() >= Double(p) }
+    }
+
+    /// Token batches do not apply: the data source writes `inputRows` and `inputLabels`.
+    public func setBatch(tokens: UnsafeBufferPointer<Int32>, targets: UnsafeBufferPointer<Int32>, batchSize: Int, sequenceLength: Int) {
+        preconditionFailure("FeatureMLP takes feature rows, not tokens")
+    }
+
+    public func forward(op k: Int, weights: [UnsafeBufferPointer<Float>?]) {
+        let n = hiddenWidths.count, a = floats.pointer.baseAddress!
+        let w = weights[k]!.baseAddress!, inW = widths[k], outW = widths[k + 1]
+        let inp = k == 0 ? a + inputOffset : a + hiddenOffsets[k - 1]
+        let out = k == n ? a + outputOffset : a + hiddenOffsets[k]
+        Kernels.linearForward(out: out, inp: inp, weight: w, bias: w + inW * outW, N: rows, C: inW, OC: outW, matmul: matmul)
+        if k < n {
+            Kernels.reluForward(out: out, inp: out, count: rows * outW)
+            if let key = dropoutKey {
+                let keep = FeatureMLP.keepMask(seed: key.seed, step: key.step, microBatch: key.microBatch, layer: k, count: rows * outW, p: dropout)
+                let scale = 1 / (1 - dropout)
+                for i in 0 ..< rows * outW { out[i] = keep[i] ? out[i] * scale : 0 }
+            }
+        } else {
+            for b in 0..<examples where objective.isContrastive == false {
+                precondition(labels.pointer[b] >= 0 && Int(labels.pointer[b]) < outputWidth, "label out of range")
+            }
+            loss = ObjectiveKernels.forward(objective, outputs: out, labels: labels.readOnly.baseAddress!, rows: rows, width: outW)
+        }
+    }
+
+    public func backward(op k: Int, weights: [UnsafeBufferPointer<Float>?], gradients: [UnsafeMutableBufferPointer<Float>?]) {
+        let n = hiddenWidths.count, a = floats.pointer.baseAddress!
+        let w = weights[k]!.baseAddress!, g = gradients[k]!.baseAddress!, inW = widths[k], outW = widths[k + 1]
+        // d(output of layer j) lives in scratch[j % 2].
+        func scratch(_ j: Int) -> UnsafeMutablePointer<Float> { a + (j % 2 == 0 ? scratchOffsets.0 : scratchOffsets.1) }
+        let d: UnsafeMutablePointer<Float>
+        if k == n {
+            d = a + outputOffset
+            if let given = outputGradient {
+                precondition(given.count == rows * outW, "output gradient of the wrong size")
+                d.update(from: given, count: given.count)
+                outputGradient = nil
+            } else {
+                ObjectiveKernels.backward(objective, gradient: d, outputs: d, labels: labels.readOnly.baseAddress!, rows: rows, width: outW)
+            }
+        } else {
+            d = scratch(k)
+            // The stored output is relu(z) x mask / (1 - p): positive exactly where both let the gradient through.
+            Kernels.reluBackward(dinp: d, out: a + hiddenOffsets[k], dout: d, count: rows * outW)
+            if dropoutKey != nil {
+                let scale = 1 / (1 - dropout)
+                for i in 0 ..< rows * outW { d[i] *= scale }
+            }
+        }
+        let inp = k == 0 ? a + inputOffset : a + hiddenOffsets[k - 1]
+        Kernels.linearBackward(dinp: k == 0 ? nil : scratch(k - 1), dweight: g, dbias: g + inW * outW, dout: d,
+                               inp: inp, weight: w, N: rows, C: inW, OC: outW, matmul: matmul)
+    }
+}
