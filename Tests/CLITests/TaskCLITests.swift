@@ -19,7 +19,9 @@ import Testing
         return dir
     }
 
-    @Test(arguments: [["--loss", "focal"], ["--task", "contrastive", "--loss", "infonce"]])
+    @Test(arguments: [["--loss", "focal"], ["--task", "contrastive", "--loss", "infonce"],
+                      ["--task", "contrastive", "--loss", "triplet", "--margin", "0.5"],
+                      ["--loss", "cross_entropy", "--label-smoothing", "0.1", "--l1", "1e-4", "--l2", "0.01"]])
     func mpiEqualsSimulation(extra: [String]) throws {
         let dir = directory("mpi")
         let mpi = dir.appendingPathComponent("mpi.jsonl").path, sim = dir.appendingPathComponent("sim.jsonl").path
