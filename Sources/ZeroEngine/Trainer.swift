@@ -127,5 +127,5 @@ func makeModel(_ config: TrainingConfig, ledger: MemoryLedger) throws -> any Tra
                    precision: config.isBF16 ? .bf16 : .fp32, recompute: config.recompute)
     }
     return MLP(vocabularySize: 256, hiddenWidths: [256, 256], batchSize: config.microBatch,
-               sequenceLength: config.seqLen, ledger: ledger, precision: config.isBF16 ? .bf16 : .fp32)
+               sequenceLength: config.seqLen, ledger: ledger, precision: config.isBF16 ? .bf16 : .fp32, norm: config.norm)
 }
