@@ -6,6 +6,8 @@ import ZeroTensor
 /// followed by ReLU; layers 1..<n are Linear + ReLU; layer n is a Linear to V logits
 /// followed by mean cross-entropy. One unit per layer ("layers.k.weight" [in, out],
 /// "layers.k.bias" [out]); op k = layer k. Same calling order and threading rule as `GPT`.
+/// With a norm (`norms`, docs/normalization.md) each hidden layer is Linear -> norm -> ReLU and
+/// its unit also holds "layers.k.norm.weight" and "layers.k.norm.bias" [out].
 /// Sendable only to be handed to a rank thread: all use is from one thread at a time, never concurrent.
 public final class MLP: NormalizedModel, @unchecked Sendable {
     public let layout: ParameterLayout
