@@ -27,6 +27,14 @@ extension Trainer {
         return norms
     }
 
+    /// Forward and backward of this rank's A micro-batches of the step, gradients reduced and
+    /// accumulated; returns their losses. With BatchNorm layers it runs their statistics passes
+    /// first, so every evaluation of the step's loss and gradient must come through here.
+    func stepMicroBatches() throws -> [Float] {
+        if let norms = batchNorms { return try batchNormMicroBatches(norms) }
+        return try (0..<accumulationSteps).map { try microBatch(accumulationStep: $0) }
+    }
+
     /// Runs the three kinds of passes of a step with BatchNorm; returns the A micro-batch losses
     /// (gradients reduced and accumulated as `microBatch(accumulationStep:)` does).
     func batchNormMicroBatches(_ norms: HiddenNorms) throws -> [Float] {
