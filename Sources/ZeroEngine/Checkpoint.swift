@@ -62,6 +62,14 @@ public struct CheckpointManifest: Codable, Sendable {
     public var lineage: [LineageEntry]? = nil
     /// Seconds since 1970 when it was saved: `--resume DIR` takes the newest save.
     public var savedAt: Double? = nil
+    /// Non-trainable model buffers (BatchNorm running statistics) in rank 0's shard as
+    /// "buffer.NAME" fp32 tensors; absent when the model has none.
+    public var buffers: [BufferEntry]? = nil
+
+    public struct BufferEntry: Codable, Sendable, Equatable {
+        public var name: String
+        public var count: Int
+    }
 
     public struct LineageEntry: Codable, Sendable, Equatable {
         public var runId: String
@@ -166,6 +174,7 @@ extension Trainer {
                 raw.append(("unit.\(u).state.\(array.name)", Data(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(array.bytes)[lo..<hi]))))
             }
         }
+        raw += bufferTensors
         let data = withUnitPointers(masters) { pointers in
             var tensors = pointers.enumerated().map { SafeTensors.Tensor(name: "unit.\($0).master", shape: [$1.count], dtype: .f32, values: $1) }
             tensors += raw.map { SafeTensors.Tensor(name: $0.name, rawBytes: $0.bytes) }
@@ -201,6 +210,7 @@ extension Trainer {
                 runId: identity.runId, configHash: identity.configHash, lineage: identity.ancestors,
                 savedAt: Date().timeIntervalSince1970)
             manifest.dataFingerprint = DataFingerprint(data: config.data)
+            manifest.buffers = bufferEntries
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
@@ -241,6 +251,7 @@ extension Trainer {
         }
 
         try loadInitialWeights { try reader.master(unit: $0) }
+        try loadBuffers(from: reader, at: dir)
         for u in 0..<partition.unitCount {
             let base = plan.fullMaster ? 0 : partition.shardRange(unit: u, rank: rank).lowerBound
             for array in optimizers[u].state {
@@ -325,6 +336,9 @@ public struct CheckpointReader {
     public func replicated(unit u: Int, tensor: String) throws -> Data {
         Data(try files[0].bytes("unit.\(u).\(tensor)"))
     }
+
+    /// The bytes of tensor `name` of rank 0's shard (replicated state every rank holds alike).
+    public func replicatedTensor(_ name: String) throws -> Data { Data(try files[0].bytes(name)) }
 
     /// Unit u's fp32 master weights, unpadded.
     public func master(unit u: Int) throws -> [Float] {

@@ -18,7 +18,7 @@ extension Trainer {
         let n = ranks, rounds = (m + n - 1) / n
         var local = [Float](repeating: 0, count: rounds)
         for k in 0 ..< rounds {
-            local[k] = try forward(microBatch: k * n + rank, of: Self.validationStep, in: data)
+            local[k] = try evaluating { try forward(microBatch: k * n + rank, of: Self.validationStep, in: data) }
         }
         var gathered = [Float](repeating: 0, count: rounds * n)
         try local.withUnsafeBufferPointer { l in

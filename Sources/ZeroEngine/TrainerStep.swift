@@ -22,7 +22,7 @@ extension Trainer {
     /// Runs one optimizer step over G = ranks * A micro-batches.
     public func trainStep() throws -> StepRecord {
         let start = ContinuousClock.now
-        let losses = try globalContrastiveLosses() ?? (0..<accumulationSteps).map { try microBatch(accumulationStep: $0) }
+        let losses = try stepMicroBatches()
         let loss = try globalMeanLoss(losses)
         let gradients = units.map { $0.averageGradient(over: globalMicroBatches) }
         let norm = try GlobalNorm.norm(unitShards: units.map(\.ownedGradient), shardCounts: units.map(\.shardCounts), communicator: communicator)

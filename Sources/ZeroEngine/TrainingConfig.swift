@@ -67,6 +67,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Per-block activation recompute: the forward keeps only block inputs, the backward
     /// recomputes each block's activations first. Same bits, less activation memory.
     public var recompute = false
+    /// The MLP's normalization after each hidden Linear (Linear -> norm -> ReLU).
+    public var norm = NormKind.none
     /// Progress line every N steps (rank 0).
     public var logEvery = 1
     /// What is trained, and with which loss (nil: cross_entropy, or infonce for contrastive).
@@ -115,6 +117,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         }
         if evalEvery > 0 && valData == nil && valFraction == 0 && !(task != .lm && data == nil) {
             throw ConfigError("--eval-every needs validation data: --val-data PATH or --val-fraction F")
+        }
+        if norm != .none && model != .mlp {
+            throw ConfigError("--norm \(norm) applies to the mlp model; \(model) has its own LayerNorms (use --norm none)")
         }
         if let threads, blasThreads != 1, blasThreads != threads {
             throw ConfigError("--threads \(threads) and --blas-threads \(blasThreads) disagree; give one of them")

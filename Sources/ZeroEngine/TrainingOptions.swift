@@ -231,6 +231,8 @@ extension TrainingOption {
                "Compute threads per rank: OpenBLAS and oneDNN (OpenMP) both run T threads; replaces --blas-threads. Part of the determinism key: bits are identical across stages and rank counts for one T."),
         option("recompute", \.recompute, manifest: "recompute", math: false, .any,
                "Recompute each GPT block's activations in backward from its saved input: less activation memory, about one more forward of compute, same bits."),
+        option("norm", \.norm, manifest: "norm", .anyCase,
+               "MLP normalization after each hidden Linear (Linear -> norm -> ReLU): batch = BatchNorm over the step's global batch (running statistics for evaluation), layer = LayerNorm, none."),
         option("log-every", \.logEvery, manifest: "logEvery", math: false, .from(0, to: 1_000_000_000),
                "Print a progress line every N steps; 0: none (scripts)."),
         option("task", \.task, manifest: "task", .anyCase,

@@ -6,8 +6,10 @@ import ZeroTensor
 /// followed by ReLU; layers 1..<n are Linear + ReLU; layer n is a Linear to V logits
 /// followed by mean cross-entropy. One unit per layer ("layers.k.weight" [in, out],
 /// "layers.k.bias" [out]); op k = layer k. Same calling order and threading rule as `GPT`.
+/// With a norm (`norms`, docs/normalization.md) each hidden layer is Linear -> norm -> ReLU and
+/// its unit also holds "layers.k.norm.weight" and "layers.k.norm.bias" [out].
 /// Sendable only to be handed to a rank thread: all use is from one thread at a time, never concurrent.
-public final class MLP: TrainableModel, @unchecked Sendable {
+public final class MLP: NormalizedModel, @unchecked Sendable {
     public let layout: ParameterLayout
     public let vocabularySize: Int
     public let hiddenWidths: [Int]
@@ -19,6 +21,8 @@ public final class MLP: TrainableModel, @unchecked Sendable {
     public private(set) var loss: Float = .nan
     /// The dtype every matmul multiplies in (bf16: bf16-rounded inputs, fp32 accumulation).
     public let precision: ComputePrecision
+    /// The norm after each hidden Linear (Linear -> norm -> ReLU; none by default).
+    public let norms: HiddenNorms
 
     private let matmul: Matmul
     private let widths: [Int]            // [V] + hidden + [V]
@@ -29,7 +33,7 @@ public final class MLP: TrainableModel, @unchecked Sendable {
     private let ids: FlatBuffer<Int32>
 
     public init(vocabularySize: Int, hiddenWidths: [Int], batchSize: Int, sequenceLength: Int, ledger: MemoryLedger?,
-                precision: ComputePrecision = .fp32) {
+                precision: ComputePrecision = .fp32, norm: NormKind = .none) {
         precondition(!hiddenWidths.isEmpty && hiddenWidths.allSatisfy { $0 > 0 }, "MLP needs at least one positive hidden width")
         self.vocabularySize = vocabularySize
         self.precision = precision
@@ -37,7 +41,8 @@ public final class MLP: TrainableModel, @unchecked Sendable {
         self.hiddenWidths = hiddenWidths
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
-        layout = MLP.layout(vocabularySize: vocabularySize, hiddenWidths: hiddenWidths)
+        layout = MLP.layout(vocabularySize: vocabularySize, hiddenWidths: hiddenWidths, norm: norm)
+        norms = HiddenNorms(kind: norm, widths: hiddenWidths, rows: batchSize * sequenceLength, ledger: ledger)
         widths = [vocabularySize] + hiddenWidths + [vocabularySize]
         opUnits = (0...hiddenWidths.count).map { [$0] }
         let plan = MLP.plan(vocabularySize: vocabularySize, hiddenWidths: hiddenWidths, N: batchSize * sequenceLength)
@@ -49,13 +54,16 @@ public final class MLP: TrainableModel, @unchecked Sendable {
         ids = FlatBuffer(count: 2 * batchSize * sequenceLength, category: .activations, ledger: ledger)
     }
 
-    public static func layout(vocabularySize V: Int, hiddenWidths: [Int]) -> ParameterLayout {
+    public static func layout(vocabularySize V: Int, hiddenWidths: [Int], norm: NormKind = .none) -> ParameterLayout {
         let widths = [V] + hiddenWidths + [V]
         var units: [UnitInfo] = [], tensors: [TensorInfo] = []
         for k in 0..<(widths.count - 1) {
             tensors.append(TensorInfo(name: "layers.\(k).weight", shape: [widths[k], widths[k + 1]], unit: k, offset: 0, decay: true))
             tensors.append(TensorInfo(name: "layers.\(k).bias", shape: [widths[k + 1]], unit: k, offset: widths[k] * widths[k + 1], decay: false))
-            units.append(UnitInfo(name: "layers.\(k)", count: (widths[k] + 1) * widths[k + 1]))
+            let normed = k < hiddenWidths.count ? norm : .none
+            tensors += HiddenNorms.tensors(kind: normed, layer: k, width: widths[k + 1], offset: (widths[k] + 1) * widths[k + 1])
+            units.append(UnitInfo(name: "layers.\(k)", count: (widths[k] + 1) * widths[k + 1]
+                                  + HiddenNorms.parameterCount(kind: normed, width: widths[k + 1])))
         }
         return ParameterLayout(units: units, tensors: tensors)
     }
@@ -73,9 +81,11 @@ public final class MLP: TrainableModel, @unchecked Sendable {
     }
 
     /// Bytes this model allocates through the ledger for a B x T micro-batch.
-    public static func activationBytes(vocabularySize: Int, hiddenWidths: [Int], batchSize: Int, sequenceLength: Int) -> Int {
+    public static func activationBytes(vocabularySize: Int, hiddenWidths: [Int], batchSize: Int, sequenceLength: Int,
+                                       norm: NormKind = .none) -> Int {
         plan(vocabularySize: vocabularySize, hiddenWidths: hiddenWidths, N: batchSize * sequenceLength).total * 4
             + 2 * batchSize * sequenceLength * 4
+            + HiddenNorms.activationBytes(kind: norm, widths: hiddenWidths, rows: batchSize * sequenceLength)
     }
 
     /// The logits [B, T, V] after the last forward op (overwritten by backward).
@@ -91,6 +101,7 @@ public final class MLP: TrainableModel, @unchecked Sendable {
         var rng = SeededGenerator(seed: seed, key: "layers.\(unit).weight")
         rng.fillNormal(UnsafeMutableBufferPointer(rebasing: buffer[0..<(fanIn * out)]), std: std)
         UnsafeMutableBufferPointer(rebasing: buffer[(fanIn * out)..<((fanIn + 1) * out)]).update(repeating: 0)
+        if unit < hiddenWidths.count { HiddenNorms.initialize(kind: norms.kind, width: out, into: buffer, offset: (fanIn + 1) * out) }
     }
 
     public func setBatch(tokens: UnsafeBufferPointer<Int32>, targets: UnsafeBufferPointer<Int32>, batchSize: Int, sequenceLength: Int) {
@@ -109,15 +120,22 @@ public final class MLP: TrainableModel, @unchecked Sendable {
         let a = floats.pointer.baseAddress!, tokens = UnsafePointer(ids.pointer.baseAddress!)
         let w = weights[k]!.baseAddress!, inW = widths[k], outW = widths[k + 1]
         let bias = w + inW * outW
+        // With a norm, ReLU waits for it (Linear -> norm -> ReLU); none keeps the fused embedding ReLU.
+        let normed = norms.kind != .none
         if k == 0 {
             let h = a + hiddenOffsets[0]
             for r in 0..<N {
                 let row = w + Int(tokens[r]) * outW, o = h + r * outW
-                for j in 0..<outW { o[j] = max(row[j] + bias[j], 0) }
+                if normed { for j in 0..<outW { o[j] = row[j] + bias[j] } } else { for j in 0..<outW { o[j] = max(row[j] + bias[j], 0) } }
+            }
+            if normed {
+                guard norms.forward(layer: 0, values: h, weight: bias + outW) else { return }
+                Kernels.reluForward(out: h, inp: h, count: N * outW)
             }
         } else if k < n {
             let h = a + hiddenOffsets[k]
             Kernels.linearForward(out: h, inp: a + hiddenOffsets[k - 1], weight: w, bias: bias, N: N, C: inW, OC: outW, matmul: matmul)
+            guard norms.forward(layer: k, values: h, weight: bias + outW) else { return }
             Kernels.reluForward(out: h, inp: h, count: N * outW)
         } else {
             Kernels.linearForward(out: a + logitsOffset, inp: a + hiddenOffsets[k - 1], weight: w, bias: bias, N: N, C: inW, OC: outW, matmul: matmul)
@@ -139,6 +157,7 @@ public final class MLP: TrainableModel, @unchecked Sendable {
         } else {
             let d = scratch(k), h = a + hiddenOffsets[k]
             Kernels.reluBackward(dinp: d, out: h, dout: d, count: N * outW)
+            guard norms.backward(layer: k, gradient: d, weight: w + (inW + 1) * outW, dweight: g + (inW + 1) * outW) else { return }
             if k == 0 {
                 Kernels.encoderBackward(dwte: g, dwpe: nil, dout: d, tokens: tokens, B: 1, T: N, C: outW)
                 Kernels.biasBackward(dbias: g + inW * outW, dout: d, N: N, OC: outW)

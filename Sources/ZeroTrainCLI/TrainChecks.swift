@@ -58,7 +58,8 @@ func checkMemory(_ c: TrainingConfig, simulatedRanks: Int?) throws {
         perRank = MemoryReport.runtimeEstimate(run, stage: c.stage.rawValue).totalBytes
     } else {
         // The MLP as the trainer builds it (vocabulary 256, hidden widths 256 and 256).
-        perRank = MLP.activationBytes(vocabularySize: 256, hiddenWidths: [256, 256], batchSize: c.microBatch, sequenceLength: c.seqLen)
+        perRank = MLP.activationBytes(vocabularySize: 256, hiddenWidths: [256, 256], batchSize: c.microBatch, sequenceLength: c.seqLen,
+                                    norm: c.norm)
     }
     let (need, overflow) = perRank.multipliedReportingOverflow(by: local)
     guard overflow || need > machine else { return }
