@@ -51,7 +51,7 @@ func makeFeatureModel(_ config: TrainingConfig, data: FeatureDataset, ledger: Me
     FeatureMLP(featureCount: data.featureCount, hiddenWidths: featureHiddenWidths,
                outputs: config.task == .contrastive ? embeddingWidth : data.classCount,
                examples: config.microBatch, objective: config.objective, ledger: ledger,
-               precision: config.isBF16 ? .bf16 : .fp32, dropout: Float(config.dropout))
+               precision: config.isBF16 ? .bf16 : .fp32, dropout: Float(config.dropout), norm: config.norm)
 }
 
 /// Training and validation rows of a feature task: `--data` (and `--val-data` or
@@ -82,7 +82,7 @@ extension Trainer {
         var counts = [Double](repeating: 0, count: 2 * K)   // [total_k..., correct_k...]
         for k in 0..<rounds {
             let m = k * n + rank
-            _ = try forward(microBatch: m, of: Self.validationStep, in: data)
+            _ = try evaluating { try forward(microBatch: m, of: Self.validationStep, in: data) }
             let logits = model.outputs, labels = model.inputLabels
             for b in 0 ..< data.evaluationRows(microBatch: m, batchSize: B) {
                 var best = 0

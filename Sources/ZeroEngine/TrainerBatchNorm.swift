@@ -93,9 +93,8 @@ extension Trainer {
         local.reserveCapacity(a * 2 * C)
         for step in 0..<a {
             let g = step * n + rank
-            dataset.fill(step: self.step, microBatch: g, seed: config.seed, batchSize: config.microBatch,
-                         sequenceLength: config.seqLen, tokens: tokens.pointer, targets: targets.pointer)
-            model.setBatch(tokens: tokens.readOnly, targets: targets.readOnly, batchSize: config.microBatch, sequenceLength: config.seqLen)
+            try dataset.load(step: self.step, microBatch: g, seed: config.seed, batchSize: config.microBatch,
+                             sequenceLength: config.rowLength, into: model, tokens: tokens.pointer, targets: targets.pointer)
             try pass()
             precondition(norms.partial.count == 2 * C, "the pass did not reach its BatchNorm layer")
             local += norms.partial

@@ -121,6 +121,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if norm != .none && model != .mlp {
             throw ConfigError("--norm \(norm) applies to the mlp model; \(model) has its own LayerNorms (use --norm none)")
         }
+        if norm == .batch && task == .contrastive {
+            throw ConfigError("--norm batch does not combine with --task contrastive (its loss already spans the global batch in its own passes); use --norm layer or none")
+        }
         if let threads, blasThreads != 1, blasThreads != threads {
             throw ConfigError("--threads \(threads) and --blas-threads \(blasThreads) disagree; give one of them")
         }

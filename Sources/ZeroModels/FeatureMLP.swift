@@ -6,9 +6,10 @@ import ZeroTensor
 /// Layer 0 is a Linear on the F features followed by ReLU; layers 1..<n are Linear + ReLU;
 /// layer n is a Linear to the outputs, followed by the objective (`ObjectiveKernels`). One unit per
 /// layer ("layers.k.weight" [in, out], "layers.k.bias" [out]); op k = layer k. Rows: B examples,
-/// or 2B for the contrastive objectives (view 1 of every example, then view 2).
+/// or 2B for the contrastive objectives (view 1 of every example, then view 2). With a norm
+/// (`norms`, docs/normalization.md) each hidden layer is Linear -> norm -> ReLU, as in the token MLP.
 /// Sendable only to be handed to a rank thread: all use is from one thread at a time.
-public final class FeatureMLP: FeatureModel, @unchecked Sendable {
+public final class FeatureMLP: FeatureModel, NormalizedModel, @unchecked Sendable {
     public let layout: ParameterLayout
     public let featureCount: Int
     public let outputWidth: Int
@@ -21,6 +22,8 @@ public final class FeatureMLP: FeatureModel, @unchecked Sendable {
     public var contextLength: Int { 1 }
     public private(set) var loss: Float = .nan
     public let precision: ComputePrecision
+    /// The norm after each hidden Linear (none by default).
+    public let norms: HiddenNorms
 
     private let matmul: Matmul
     private let widths: [Int]            // [F] + hidden + [outputs]
@@ -39,7 +42,7 @@ public final class FeatureMLP: FeatureModel, @unchecked Sendable {
     private var dropoutKey: (seed: UInt64, step: Int, microBatch: Int)? = nil
 
     public init(featureCount: Int, hiddenWidths: [Int], outputs: Int, examples: Int, objective: Objective,
-                ledger: MemoryLedger?, precision: ComputePrecision = .fp32, dropout: Float = 0) {
+                ledger: MemoryLedger?, precision: ComputePrecision = .fp32, dropout: Float = 0, norm: NormKind = .none) {
         precondition(!hiddenWidths.isEmpty && hiddenWidths.allSatisfy { $0 > 0 } && featureCount > 0 && outputs > 0)
         precondition(dropout >= 0 && dropout < 1, "dropout must be in [0, 1)")
         self.dropout = dropout
@@ -53,7 +56,8 @@ public final class FeatureMLP: FeatureModel, @unchecked Sendable {
         matmul = Matmul(precision)
         self.rows = views * examples
         widths = [featureCount] + hiddenWidths + [outputs]
-        layout = FeatureMLP.layout(widths: widths)
+        layout = FeatureMLP.layout(widths: widths, norm: norm)
+        norms = HiddenNorms(kind: norm, widths: hiddenWidths, rows: views * examples, ledger: ledger)
         opUnits = (0...hiddenWidths.count).map { [$0] }
         let rows = views * examples, widest = max(hiddenWidths.max()!, outputs)
         // Input rows, hidden activations, outputs, then two gradient scratch buffers.
@@ -68,12 +72,15 @@ public final class FeatureMLP: FeatureModel, @unchecked Sendable {
     }
 
     /// Same names and shapes as the token MLP's layout ("layers.k.weight" [in, out], "layers.k.bias").
-    public static func layout(widths: [Int]) -> ParameterLayout {
+    public static func layout(widths: [Int], norm: NormKind = .none) -> ParameterLayout {
         var units: [UnitInfo] = [], tensors: [TensorInfo] = []
         for k in 0..<(widths.count - 1) {
             tensors.append(TensorInfo(name: "layers.\(k).weight", shape: [widths[k], widths[k + 1]], unit: k, offset: 0, decay: true))
             tensors.append(TensorInfo(name: "layers.\(k).bias", shape: [widths[k + 1]], unit: k, offset: widths[k] * widths[k + 1], decay: false))
-            units.append(UnitInfo(name: "layers.\(k)", count: (widths[k] + 1) * widths[k + 1]))
+            let normed = k < widths.count - 2 ? norm : .none
+            tensors += HiddenNorms.tensors(kind: normed, layer: k, width: widths[k + 1], offset: (widths[k] + 1) * widths[k + 1])
+            units.append(UnitInfo(name: "layers.\(k)", count: (widths[k] + 1) * widths[k + 1]
+                                  + HiddenNorms.parameterCount(kind: normed, width: widths[k + 1])))
         }
         return ParameterLayout(units: units, tensors: tensors)
     }
@@ -94,6 +101,7 @@ public final class FeatureMLP: FeatureModel, @unchecked Sendable {
         var rng = SeededGenerator(seed: seed, key: "layers.\(unit).weight")
         rng.fillNormal(UnsafeMutableBufferPointer(rebasing: buffer[0..<(fanIn * out)]), std: std)
         UnsafeMutableBufferPointer(rebasing: buffer[(fanIn * out)..<((fanIn + 1) * out)]).update(repeating: 0)
+        if unit < hiddenWidths.count { HiddenNorms.initialize(kind: norms.kind, width: out, into: buffer, offset: (fanIn + 1) * out) }
     }
 
     public func setBatchKey(seed: UInt64, step: Int, microBatch g: Int) {
@@ -120,6 +128,7 @@ public final class FeatureMLP: FeatureModel, @unchecked Sendable {
         let out = k == n ? a + outputOffset : a + hiddenOffsets[k]
         Kernels.linearForward(out: out, inp: inp, weight: w, bias: w + inW * outW, N: rows, C: inW, OC: outW, matmul: matmul)
         if k < n {
+            guard norms.forward(layer: k, values: out, weight: w + (inW + 1) * outW) else { return }
             Kernels.reluForward(out: out, inp: out, count: rows * outW)
             if let key = dropoutKey {
                 let keep = FeatureMLP.keepMask(seed: key.seed, step: key.step, microBatch: key.microBatch, layer: k, count: rows * outW, p: dropout)
@@ -157,6 +166,7 @@ public final class FeatureMLP: FeatureModel, @unchecked Sendable {
                 let scale = 1 / (1 - dropout)
                 for i in 0 ..< rows * outW { d[i] *= scale }
             }
+            guard norms.backward(layer: k, gradient: d, weight: w + (inW + 1) * outW, dweight: g + (inW + 1) * outW) else { return }
         }
         let inp = k == 0 ? a + inputOffset : a + hiddenOffsets[k - 1]
         Kernels.linearBackward(dinp: k == 0 ? nil : scratch(k - 1), dweight: g, dbias: g + inW * outW, dout: d,

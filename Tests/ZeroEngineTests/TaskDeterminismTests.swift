@@ -40,6 +40,23 @@ import ZeroModels
     }
 
     /// The losses are different functions: each gives its own trajectory.
+    /// The classifier with BatchNorm over the step's global batch (and dropout): the same bits at
+    /// every stage and rank count, and the norm changes the run.
+    @Test func classifierBatchNormAgreesBitForBit() throws {
+        var base = Self.config(task: .classify, loss: .focal, stage: 0)
+        base.norm = .batch
+        let reference = try simulate(base, ranks: 1)
+        let plain = try simulate(Self.config(task: .classify, loss: .focal, stage: 0), ranks: 1)
+        #expect(reference.paramsSHA256 != plain.paramsSHA256 && reference.losses.allSatisfy(\.isFinite))
+        for (stage, ranks) in [(0, 2), (1, 2), (2, 4), (3, 4)] {
+            var c = base
+            c.stage = ZeroStage(rawValue: stage)!
+            let run = try simulate(c, ranks: ranks)
+            #expect(bits(run.losses) == bits(reference.losses), "stage \(stage) x \(ranks): losses differ")
+            #expect(run.paramsSHA256 == reference.paramsSHA256, "stage \(stage) x \(ranks): master differs")
+        }
+    }
+
     @Test func lossesChangeTheRun() throws {
         let ce = try simulate(Self.config(task: .classify, loss: .crossEntropy, stage: 1), ranks: 2)
         let focal = try simulate(Self.config(task: .classify, loss: .focal, stage: 1), ranks: 2)
