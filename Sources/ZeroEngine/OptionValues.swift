@@ -96,6 +96,7 @@ public enum PrecisionName: String, ChoiceValue {
 }
 
 extension OptimizerKind: ChoiceValue {}
+extension LBFGS.LineSearch: ChoiceValue {}
 
 extension GPTConfig {
     /// The preset a model name stands for (nil for the MLP).

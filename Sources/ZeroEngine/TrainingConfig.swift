@@ -34,6 +34,10 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Max global gradient norm; 0 disables clipping.
     public var clip = 1.0
     public var optimizer = OptimizerKind.adamw
+    /// L-BFGS (`optimizer == .lbfgs`): history pairs m, line search, iterations per step (torch's max_iter).
+    public var lbfgsHistory = 100
+    public var lineSearch = LBFGS.LineSearch.none
+    public var lbfgsIterations = 20
     public var precision = PrecisionName.bf16
     public var data: String? = nil
     /// Validation data (a file, directory or glob, like `data`).
@@ -105,6 +109,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         }
         if evalEvery > 0 && valData == nil && valFraction == 0 {
             throw ConfigError("--eval-every needs validation data: --val-data PATH or --val-fraction F")
+        }
+        if optimizer == .lbfgs {
+            let set = [("--clip", clip), ("--weight-decay", weightDecay), ("--l1", l1), ("--l2", l2)].filter { $0.1 != 0 }
+            if !set.isEmpty {
+                throw ConfigError("--optimizer lbfgs minimizes the loss its closure returns, as torch.optim.LBFGS: \(set.map { "\($0.0) \($0.1)" }.joined(separator: ", ")) would change the gradient but not that loss; set \(set.map { "\($0.0) 0" }.joined(separator: " "))")
+            }
         }
         if let threads, blasThreads != 1, blasThreads != threads {
             throw ConfigError("--threads \(threads) and --blas-threads \(blasThreads) disagree; give one of them")
