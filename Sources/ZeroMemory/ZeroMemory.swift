@@ -31,7 +31,7 @@ public func optimizerBytesPerParameter(_ name: String, history: Int = 100) throw
     }
     var config = OptimizerConfig(kind: kind)
     if kind == .sgd { config.momentum = 0.9 }  // what the trainer runs
-    guard history >= 1 else { throw MemoryModelError("--history must be at least 1 (got \(history))") }
+    guard (1...10_000).contains(history) else { throw MemoryModelError("--history must be an integer from 1 to 10000, not \(history)") }
     config.history = history
     return Int(config.masterAndStateBytesPerParameter.rounded(.up))
 }

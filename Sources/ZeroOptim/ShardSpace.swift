@@ -49,7 +49,8 @@ public struct ShardSpace: Sendable {
     }
 
     /// Sum of term(i) over every shard's elements, in the canonical order (one all-gather).
-    func blockSum(_ term: (Int) -> Double) throws -> Double {
+    /// Inlined so that each caller's term is a plain loop body, not a closure call per element.
+    @inline(__always) func blockSum(_ term: (Int) -> Double) throws -> Double {
         // Block sums of each segment, in this rank's order.
         var sums: [Double] = [], blocksPerSegment: [Int] = []
         var base = 0
