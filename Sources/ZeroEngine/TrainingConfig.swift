@@ -137,6 +137,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if model != other.model { diffs.append("model \(other.model) vs \(model)") }
         if precision != other.precision { diffs.append("precision \(other.precision) vs \(precision)") }
         if optimizer != other.optimizer { diffs.append("optimizer \(other.optimizer) vs \(optimizer)") }
+        if optimizer == .lbfgs && other.optimizer == .lbfgs && lbfgsHistory != other.lbfgsHistory {
+            diffs.append("L-BFGS --history \(other.lbfgsHistory) vs \(lbfgsHistory) (the saved state holds \(other.lbfgsHistory) pairs)")
+        }
         return diffs
     }
 }

@@ -63,6 +63,12 @@ import ZeroTensor
         }
         // (Without the restored state the resumed step 3 would restart from steepest descent
         // with torch's first-iteration step min(1, 1/|g|_1) lr: other bits.)
+        // Another history size cannot continue this state: refused, naming it.
+        var other = Self.config(stage: 1, search: .strongWolfe, steps: 4)
+        other.lbfgsHistory = 5
+        do { _ = try simulate(other, ranks: 2, resume: dir); Issue.record("resumed with another history size") } catch {
+            #expect("\(error)".contains("L-BFGS --history 4 vs 5"), "\(error)")
+        }
     }
 
     /// The ledger's optimizer state is (2m + 2) x 4 bytes per master element, as the memory
