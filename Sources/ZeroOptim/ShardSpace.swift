@@ -3,8 +3,9 @@ import ZeroComm
 /// This rank's part of a flat vector and the reductions over all ranks' parts, in a canonical
 /// order. The vector is a sequence of segments (the trainer's parameter units); each segment is
 /// cut into equal contiguous shards, rank r holding shard r of every segment, back to back.
-/// Sums are fp64 sums of 1024-element blocks (sequential within a block; a product of floats is
-/// exact in fp64), the block sums then added segment by segment in global block order. A shard
+/// Sums are fp64 sums of 1024-element blocks (within a block four running sums of the elements
+/// i mod 4, then (s0 + s1) + (s2 + s3); a product of floats is exact in fp64), the block sums then
+/// added segment by segment in global block order. A shard
 /// that is a whole number of blocks (the last may be short) gives the same bits at every rank
 /// count, and so does a full copy held without a communicator (ZeRO stage 0).
 public struct ShardSpace: Sendable {
@@ -57,8 +58,17 @@ public struct ShardSpace: Sendable {
         for n in segments {
             let blocks = (n + Self.blockSize - 1) / Self.blockSize
             for b in 0..<blocks {
-                var s = 0.0
-                for i in base + b * Self.blockSize ..< base + min(n, (b + 1) * Self.blockSize) { s += term(i) }
+                // Four running sums over i = 0, 1, 2, 3 mod 4 of the block, then (s0 + s1) + (s2 + s3)
+                // plus the tail in order: a fixed order per block, and four independent chains.
+                let lo = base + b * Self.blockSize, hi = base + min(n, (b + 1) * Self.blockSize)
+                var (s0, s1, s2, s3) = (0.0, 0.0, 0.0, 0.0)
+                var i = lo
+                while i + 4 <= hi {
+                    s0 += term(i); s1 += term(i + 1); s2 += term(i + 2); s3 += term(i + 3)
+                    i += 4
+                }
+                var s = (s0 + s1) + (s2 + s3)
+                while i < hi { s += term(i); i += 1 }
                 sums.append(s)
             }
             blocksPerSegment.append(blocks)
