@@ -96,6 +96,7 @@ public enum PrecisionName: String, ChoiceValue {
 }
 
 extension OptimizerKind: ChoiceValue {}
+extension LBFGS.LineSearch: ChoiceValue {}
 
 /// What a run trains (`--task`): next-token language modelling, a classifier over feature rows,
 /// or an embedding model over two views of each row (docs/losses.md).

@@ -138,7 +138,9 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
                 ("peak_rss_bytes", "\(peakResidentBytes())"),
                 ("peak_ledger_bytes_per_rank", "[" + peaks.map(String.init).joined(separator: ", ") + "]"),
                 ("peak_bytes_by_category", jsonObject(Dictionary(uniqueKeysWithValues: ledger.peakByCategory.map { ($0.key.rawValue, $0.value) }))),
-            ] + stepTimingFields(commTime, computeSeconds: computeSeconds) + (valLoss.map { [("val_loss", jsonNumber($0))] } ?? []))
+            ] + stepTimingFields(commTime, computeSeconds: computeSeconds) + (valLoss.map { [("val_loss", jsonNumber($0))] } ?? [])
+              // L-BFGS: iterations and loss evaluations (forward + backward of the step's batch) so far.
+              + (trainer.lbfgs.map { [("lbfgs_iterations", "\($0.iterations)"), ("lbfgs_evaluations", "\($0.evaluations)")] } ?? []))
         }
         if options.sampleEvery > 0 && r.step % options.sampleEvery == 0, let gpt = GPTConfig.named(config.model) {
             let units = try trainer.consolidatedMaster()   // collective: every rank gathers

@@ -30,6 +30,8 @@ public final class Trainer {
     let slots: UnitSlots
     let tokens: FlatBuffer<Int32>
     let targets: FlatBuffer<Int32>
+    /// `--optimizer lbfgs`: the one L-BFGS over all units' master ranges (TrainerLBFGS.swift).
+    public private(set) var lbfgs: LBFGS?
 
     /// Optimizer steps done (the next step index), updates applied, skipped steps.
     public internal(set) var step = 0
@@ -63,14 +65,17 @@ public final class Trainer {
         tokens = FlatBuffer(count: allocation.batchElements, category: .scratch, ledger: ledger)
         targets = FlatBuffer(count: allocation.batchElements, category: .scratch, ledger: ledger)
         slots = UnitSlots(plan: allocation, ledger: ledger)
+        if config.optimizer == .lbfgs { lbfgs = makeLBFGS() }
+        var offset = 0
         for u in 0..<partition.unitCount {
             let range = allocation.range(allocation.master, unit: u)
             let segments = decaySegments(unit: u, in: range)
-            let optimizer = try makeOptimizer(
+            let optimizer = try lbfgs.map { LBFGSShard($0, offset: offset, count: range.count) } ?? makeOptimizer(
                 optimizerConfig(config), count: range.count, decaySegments: segments,
                 parameterShapes: config.optimizer == .adafactor ? parameterShapes(model.layout, unit: u) : nil,
                 shardOffset: range.lowerBound, shardedAcrossRanks: !plan.fullMaster,
                 ledger: ledger)
+            offset += range.count
             let unit = ShardedUnit(index: u, plan: allocation, optimizer: optimizer, slots: slots,
                                    communicator: communicator, ledger: ledger)
             unit.regularization = CoupledRegularization(l1: config.l1, l2: config.l2)
@@ -93,8 +98,9 @@ public final class Trainer {
 
     // MARK: - Initial state
 
-    /// Fills master and working weights from full unit values (seeded init or a file).
-    func loadInitialWeights(_ unitValues: (Int) throws -> [Float]) rethrows {
+    /// Fills master and working weights from full unit values (seeded init, a file, or a
+    /// test's fixture), before the first step.
+    public func loadInitialWeights(_ unitValues: (Int) throws -> [Float]) rethrows {
         for u in 0..<partition.unitCount {
             var full = try unitValues(u)
             precondition(full.count == partition.unitCounts[u])

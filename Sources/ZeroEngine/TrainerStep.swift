@@ -21,6 +21,7 @@ public struct StepRecord: Sendable {
 extension Trainer {
     /// Runs one optimizer step over G = ranks * A micro-batches.
     public func trainStep() throws -> StepRecord {
+        if let lbfgs { return try lbfgsStep(lbfgs) }
         let start = ContinuousClock.now
         let losses = try stepMicroBatches()
         let loss = try globalMeanLoss(losses)

@@ -34,6 +34,10 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Max global gradient norm; 0 disables clipping.
     public var clip = 1.0
     public var optimizer = OptimizerKind.adamw
+    /// L-BFGS (`optimizer == .lbfgs`): history pairs m, line search, iterations per step (torch's max_iter).
+    public var lbfgsHistory = 100
+    public var lineSearch = LBFGS.LineSearch.none
+    public var lbfgsIterations = 20
     public var precision = PrecisionName.bf16
     public var data: String? = nil
     /// Validation data (a file, directory or glob, like `data`).
@@ -124,6 +128,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if norm == .batch && task == .contrastive {
             throw ConfigError("--norm batch does not combine with --task contrastive (its loss already spans the global batch in its own passes); use --norm layer or none")
         }
+        if optimizer == .lbfgs {
+            let set = [("--clip", clip), ("--weight-decay", weightDecay), ("--l1", l1), ("--l2", l2)].filter { $0.1 != 0 }
+            if !set.isEmpty {
+                throw ConfigError("--optimizer lbfgs minimizes the loss its closure returns, as torch.optim.LBFGS: \(set.map { "\($0.0) \($0.1)" }.joined(separator: ", ")) would change the gradient but not that loss; set \(set.map { "\($0.0) 0" }.joined(separator: " "))")
+            }
+        }
         if let threads, blasThreads != 1, blasThreads != threads {
             throw ConfigError("--threads \(threads) and --blas-threads \(blasThreads) disagree; give one of them")
         }
@@ -146,6 +156,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if model != other.model { diffs.append("model \(other.model) vs \(model)") }
         if precision != other.precision { diffs.append("precision \(other.precision) vs \(precision)") }
         if optimizer != other.optimizer { diffs.append("optimizer \(other.optimizer) vs \(optimizer)") }
+        if optimizer == .lbfgs && other.optimizer == .lbfgs && lbfgsHistory != other.lbfgsHistory {
+            diffs.append("L-BFGS --history \(other.lbfgsHistory) vs \(lbfgsHistory) (the saved state holds \(other.lbfgsHistory) pairs)")
+        }
         return diffs
     }
 }

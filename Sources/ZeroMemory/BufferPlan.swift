@@ -166,8 +166,9 @@ public struct RunConfiguration: Sendable {
         guard (1...1_000_000).contains(accumulationSteps) else {
             throw MemoryModelError("gradient accumulation steps must be 1...1000000 (got \(accumulationSteps))")
         }
-        guard (4...64).contains(optimizerBytesPerParameter) else {
-            throw MemoryModelError("optimizer bytes per parameter must include the 4-byte fp32 master (got \(optimizerBytesPerParameter))")
+        // Up to L-BFGS with history 10,000: 4 + 8 m + 8.
+        guard (4...80_012).contains(optimizerBytesPerParameter) else {
+            throw MemoryModelError("optimizer bytes per parameter must be 4 (the fp32 master) to 80012 (L-BFGS at history 10000), not \(optimizerBytesPerParameter)")
         }
         guard (1...1 << 20).contains(alignment) else { throw MemoryModelError("alignment must be 1...\(1 << 20) elements (got \(alignment))") }
     }

@@ -23,13 +23,16 @@ public enum PrecisionMode: String, CaseIterable, Sendable, Codable {
 }
 
 /// K (fp32 master + optimizer state, bytes per parameter) of an optimizer by name, as
-/// ZeroOptim reports it, rounded up to whole bytes (8-bit AdamW: 4 + 2 + its block scales).
-public func optimizerBytesPerParameter(_ name: String) throws -> Int {
+/// ZeroOptim reports it, rounded up to whole bytes (8-bit AdamW: 4 + 2 + its block scales;
+/// L-BFGS with history m: 4 + 4 (2m + 2), its pairs, direction and previous gradient).
+public func optimizerBytesPerParameter(_ name: String, history: Int = 100) throws -> Int {
     guard let kind = ZeroOptim.OptimizerKind(rawValue: name) else {
         throw MemoryModelError("unknown optimizer '\(name)' (known: \(ZeroOptim.OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")))")
     }
     var config = OptimizerConfig(kind: kind)
     if kind == .sgd { config.momentum = 0.9 }  // what the trainer runs
+    guard (1...10_000).contains(history) else { throw MemoryModelError("--history must be an integer from 1 to 10000, not \(history)") }
+    config.history = history
     return Int(config.masterAndStateBytesPerParameter.rounded(.up))
 }
 

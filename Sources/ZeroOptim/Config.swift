@@ -19,6 +19,9 @@ public enum OptimizerKind: String, CaseIterable, Sendable, Codable {
     case adamw8bit
     /// torch.optim.Adafactor (factored second moment, no first moment).
     case adafactor
+    /// torch.optim.LBFGS: a closure re-evaluates loss and gradient several times per step, so
+    /// the trainer runs it over all units at once (`LBFGS`), not through `makeOptimizer`.
+    case lbfgs
 }
 
 /// Hyper-parameters of one optimizer. Defaults are PyTorch's for AdamW; use
@@ -53,6 +56,8 @@ public struct OptimizerConfig: Sendable, Codable, Equatable {
     public var adafactorEps2: Double = 1e-3
     /// Adafactor update clipping threshold d.
     public var clipThreshold: Double = 1.0
+    /// L-BFGS history size m (torch's history_size).
+    public var history: Int = 100
 
     /// PyTorch's defaults for `kind` (lion: lucidrains' defaults lr 1e-4, betas 0.9/0.99, decay 0).
     public init(kind: OptimizerKind) {
@@ -65,6 +70,7 @@ public struct OptimizerConfig: Sendable, Codable, Equatable {
         case .rmsprop: learningRate = 1e-2; weightDecay = 0
         case .lion: learningRate = 1e-4; beta1 = 0.9; beta2 = 0.99; weightDecay = 0
         case .adafactor: learningRate = 1e-2; weightDecay = 0
+        case .lbfgs: learningRate = 1; weightDecay = 0
         }
     }
 
@@ -95,6 +101,7 @@ extension OptimizerConfig {
         case .lion: return 4
         case .adamw8bit: return 2 + 2 * 4 / Double(quantizationBlockSize)
         case .adafactor: return 4
+        case .lbfgs: return 8 * Double(history) + 8  // m pairs (s, y), direction, previous gradient
         }
     }
 
@@ -217,6 +224,8 @@ public func makeOptimizer(_ config: OptimizerConfig, count: Int, decaySegments: 
     case .adafactor:
         return try AdafactorOptimizer(config: config, count: count, decay: segments, shapes: parameterShapes,
                                       shardOffset: shardOffset, sharded: shardedAcrossRanks, ledger: ledger)
+    case .lbfgs:
+        throw OptimizerError("lbfgs steps through a closure over all parameters (LBFGS and LBFGSShard), not one shard at a time")
     }
 }
 

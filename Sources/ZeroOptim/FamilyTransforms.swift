@@ -217,6 +217,8 @@ extension Recipes {
         case .adafactor:
             return adafactor(config, pieces: TensorPieces(tensors: [.vector(0..<count)], offset: 0, count: count),
                              decaySegments: decaySegments)
+        case .lbfgs:
+            throw OptimizerError("lbfgs is not a chain of per-element transforms: it steps through a closure (LBFGS)")
         }
     }
 }

@@ -1,11 +1,12 @@
 import ZeroComm
+import ZeroTensor
 
 /// torch.optim.LBFGS (one parameter group) over a flat fp32 vector that the ranks hold in
 /// shards, ZeRO-1 style: every vector of the method (direction, previous gradient, the m
-/// history pairs s and y) is sharded like the parameters, m x 2 x Psi / N floats per rank.
-/// The scalars (dot products, max |x|) are the only cross-rank values, each reduced by
-/// `ShardSpace` in a canonical order, so iterates are bit-identical for every rank count whose
-/// shards are whole multiples of `ShardSpace.blockSize`.
+/// history pairs s and y) is sharded like the parameters, (2m + 2) x Psi / N floats per rank,
+/// allocated once in one `.optimizerState` buffer. The scalars (dot products, max |x|) are the
+/// only cross-rank values, each reduced by `ShardSpace` in a canonical order, so iterates are
+/// bit-identical for every rank count whose shards are whole multiples of `ShardSpace.blockSize`.
 ///
 /// Vectors are fp32 as in torch; scalars are fp64 sums of exact products (torch sums fp32), so
 /// iterates agree with torch to a tolerance, not bit for bit (see LBFGSTests).
@@ -31,22 +32,95 @@ public final class LBFGS {
     /// the gradient (the loss is the global one: the same on every rank).
     public typealias Closure = ([Float]) throws -> (loss: Double, gradient: [Float])
 
-    public let options: Options
+    /// The learning rate may change between steps (a schedule); the rest is fixed.
+    public var options: Options
     public let space: ShardSpace
-    // State across calls of `step`, as torch keeps it in `state`.
-    var direction: [Float] = [], stepLength = 0.0
-    var oldDirections: [[Float]] = [], oldSteps: [[Float]] = [], rho: [Double] = []
-    var hessianDiagonal = 1.0
-    var previousGradient: [Float]?, previousLoss = 0.0
-    public private(set) var iterations = 0, evaluations = 0
+    /// The state torch keeps in `state`, as data a checkpoint can hold: vector v of `Vector`
+    /// at [v * n, (v + 1) * n) of `vectors` (history slot j: y at 2 + j, s at 2 + m + j), and
+    /// the replicated scalars of `Scalar` followed by rho of each history slot.
+    public let vectors: FlatBuffer<Float>
+    public let scalars: FlatBuffer<Double>
 
-    public init(options: Options, space: ShardSpace) {
-        self.options = options
-        self.space = space
+    enum Vector: Int { case direction, previousGradient }
+    enum Scalar: Int, CaseIterable {
+        case stepLength, hessianDiagonal, previousLoss, iterations, evaluations, historyCount, historyStart
     }
 
+    public init(options: Options, space: ShardSpace, ledger: MemoryLedger? = nil) {
+        precondition(options.history >= 1)
+        self.options = options
+        self.space = space
+        vectors = FlatBuffer(count: (2 * options.history + 2) * space.count, category: .optimizerState, ledger: ledger)
+        // Under 1 KiB at m = 100, replicated: left out of the ledger, so the state the memory
+        // report predicts ((2m + 2) x 4 bytes per master element) is exactly what it counts.
+        scalars = FlatBuffer(count: Scalar.allCases.count + options.history, category: .optimizerState, ledger: nil)
+        hessianDiagonal = 1
+    }
+
+    /// State bytes per rank: (2m + 2) shard vectors and m + 7 scalars.
+    public var stateBytes: Int { vectors.byteCount + scalars.byteCount }
     /// History bytes per rank at full history: 2 m shard floats.
     public var historyBytes: Int { 2 * options.history * space.count * 4 }
+
+    public private(set) var iterations: Int {
+        get { Int(scalars[Scalar.iterations.rawValue]) }
+        set { scalars[Scalar.iterations.rawValue] = Double(newValue) }
+    }
+    public private(set) var evaluations: Int {
+        get { Int(scalars[Scalar.evaluations.rawValue]) }
+        set { scalars[Scalar.evaluations.rawValue] = Double(newValue) }
+    }
+    var stepLength: Double {
+        get { scalars[Scalar.stepLength.rawValue] }
+        set { scalars[Scalar.stepLength.rawValue] = newValue }
+    }
+    var hessianDiagonal: Double {
+        get { scalars[Scalar.hessianDiagonal.rawValue] }
+        set { scalars[Scalar.hessianDiagonal.rawValue] = newValue }
+    }
+    var previousLoss: Double {
+        get { scalars[Scalar.previousLoss.rawValue] }
+        set { scalars[Scalar.previousLoss.rawValue] = newValue }
+    }
+    var historyCount: Int {
+        get { Int(scalars[Scalar.historyCount.rawValue]) }
+        set { scalars[Scalar.historyCount.rawValue] = Double(newValue) }
+    }
+    var historyStart: Int {
+        get { Int(scalars[Scalar.historyStart.rawValue]) }
+        set { scalars[Scalar.historyStart.rawValue] = Double(newValue) }
+    }
+    func rho(slot j: Int) -> Double { scalars[Scalar.allCases.count + j] }
+    func setRho(slot j: Int, _ value: Double) { scalars[Scalar.allCases.count + j] = value }
+
+    func vector(_ v: Int) -> UnsafeMutableBufferPointer<Float> { vectors.slice(v * space.count ..< (v + 1) * space.count) }
+    var direction: UnsafeMutableBufferPointer<Float> { vector(Vector.direction.rawValue) }
+    var previousGradient: UnsafeMutableBufferPointer<Float> { vector(Vector.previousGradient.rawValue) }
+    /// The y and s of history slot j (physical; the oldest pair is at `historyStart`).
+    func y(slot j: Int) -> UnsafeMutableBufferPointer<Float> { vector(2 + j) }
+    func s(slot j: Int) -> UnsafeMutableBufferPointer<Float> { vector(2 + options.history + j) }
+
+    /// The state arrays of elements [offset, offset + count) of this rank's vector (one
+    /// trainer unit), for checkpoints: each vector's part, resharded by element range, and the
+    /// scalars, replicated.
+    public func stateArrays(offset: Int, count: Int) -> [OptimizerStateArray] {
+        precondition(offset >= 0 && offset + count <= space.count)
+        var arrays: [OptimizerStateArray] = []
+        func part(_ name: String, _ v: Int) {
+            let p = vector(v)
+            arrays.append(OptimizerStateArray(name: name, parametersPerBlock: 1, bytesPerBlock: 4,
+                                              bytes: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: p[offset ..< offset + count]))))
+        }
+        part("lbfgs.direction", Vector.direction.rawValue)
+        part("lbfgs.previous_gradient", Vector.previousGradient.rawValue)
+        for j in 0..<options.history {
+            part("lbfgs.y.\(j)", 2 + j)
+            part("lbfgs.s.\(j)", 2 + options.history + j)
+        }
+        arrays.append(OptimizerStateArray(name: "lbfgs.scalars", parametersPerBlock: 1, bytesPerBlock: 1,
+                                          bytes: UnsafeMutableRawBufferPointer(scalars.pointer), isReplicated: true))
+        return arrays
+    }
 
     /// One `optimizer.step(closure)`: up to maxIterations L-BFGS iterations. Returns the loss at entry.
     @discardableResult
@@ -65,28 +139,30 @@ public final class LBFGS {
             n += 1
             iterations += 1
             if iterations == 1 {
-                direction = g.map { -$0 }
-                oldDirections = []; oldSteps = []; rho = []
+                let d = direction
+                for i in d.indices { d[i] = -g[i] }
+                historyCount = 0; historyStart = 0
                 hessianDiagonal = 1
             } else {
                 try updateDirection(gradient: g)
             }
-            previousGradient = g
+            _ = previousGradient.update(fromContentsOf: g)
             previousLoss = loss
             let t0 = iterations == 1 ? min(1, 1 / (try space.sumAbs(g))) * o.learningRate : o.learningRate
-            let gtd = try space.dot(g, direction)
+            let gtd = try g.withUnsafeBufferPointer { try space.dot($0, UnsafeBufferPointer(direction)) }
             if gtd > -o.toleranceChange { break }
 
             var lineEvaluations = 0
             switch o.lineSearch {
             case .strongWolfe:
-                let r = try strongWolfe(x: x, t: t0, d: direction, f: loss, g: g, gtd: gtd, closure: closure)
+                let r = try strongWolfe(x: x, t: t0, d: Array(direction), f: loss, g: g, gtd: gtd,
+                                        maxSteps: maxEvaluations - currentEvaluations, closure: closure)
                 (loss, g, stepLength, lineEvaluations) = (r.f, r.g, r.t, r.evaluations)
-                axpy(stepLength, direction, &x)
+                axpy(stepLength, UnsafeBufferPointer(direction), &x)
                 optimal = try space.maxAbs(g) <= o.toleranceGrad
             case .none:
                 stepLength = t0
-                axpy(stepLength, direction, &x)
+                axpy(stepLength, UnsafeBufferPointer(direction), &x)
                 if n != o.maxIterations {
                     (loss, g) = try closure(x)
                     optimal = try space.maxAbs(g) <= o.toleranceGrad
@@ -97,43 +173,59 @@ public final class LBFGS {
             evaluations += lineEvaluations
 
             if n == o.maxIterations || currentEvaluations >= maxEvaluations || optimal { break }
-            if try space.maxAbs(direction.map { $0 * Float(stepLength) }) <= o.toleranceChange { break }
+            let d = direction, t = Float(stepLength)
+            if try space.maxAbs(d.count, { d[$0] * t }) <= o.toleranceChange { break }
             if abs(loss - previousLoss) < o.toleranceChange { break }
         }
         return originalLoss
     }
 
-    /// The two-loop recursion: d = -H g from the history, after adding the newest pair.
+    /// The two-loop recursion: d = -H g from the history, after adding the newest pair (which
+    /// replaces the oldest once m are held).
     func updateDirection(gradient g: [Float]) throws {
-        let y = zip(g, previousGradient!).map { $0 - $1 }
-        let s = direction.map { $0 * Float(stepLength) }
+        let d = direction, previous = previousGradient, t = Float(stepLength), m = options.history
+        let y = (0..<g.count).map { g[$0] - previous[$0] }
+        let s = (0..<g.count).map { d[$0] * t }
         let ys = try space.dot(y, s)
         if ys > 1e-10 {
-            if oldDirections.count == options.history {
-                oldDirections.removeFirst(); oldSteps.removeFirst(); rho.removeFirst()
+            let slot: Int
+            if historyCount == m {
+                slot = historyStart
+                historyStart = (historyStart + 1) % m
+            } else {
+                slot = (historyStart + historyCount) % m
+                historyCount += 1
             }
-            oldDirections.append(y); oldSteps.append(s); rho.append(1 / ys)
+            _ = self.y(slot: slot).update(fromContentsOf: y)
+            _ = self.s(slot: slot).update(fromContentsOf: s)
+            setRho(slot: slot, 1 / ys)
             hessianDiagonal = ys / (try space.dot(y, y))
         }
+        // Logical pair i (0 = oldest) sits in slot (historyStart + i) % m.
+        let slots = (0..<historyCount).map { (historyStart + $0) % m }
         var q = g.map { -$0 }
-        var alpha = [Double](repeating: 0, count: oldDirections.count)
-        for i in oldDirections.indices.reversed() {
-            alpha[i] = try space.dot(oldSteps[i], q) * rho[i]
-            axpy(-alpha[i], oldDirections[i], &q)
+        var alpha = [Double](repeating: 0, count: slots.count)
+        for i in slots.indices.reversed() {
+            let j = slots[i]
+            alpha[i] = try q.withUnsafeBufferPointer { try space.dot(UnsafeBufferPointer(self.s(slot: j)), $0) } * rho(slot: j)
+            axpy(-alpha[i], UnsafeBufferPointer(self.y(slot: j)), &q)
         }
         var r = q.map { $0 * Float(hessianDiagonal) }
-        for i in oldDirections.indices {
-            let beta = try space.dot(oldDirections[i], r) * rho[i]
-            axpy(alpha[i] - beta, oldSteps[i], &r)
+        for i in slots.indices {
+            let j = slots[i]
+            let beta = try r.withUnsafeBufferPointer { try space.dot(UnsafeBufferPointer(self.y(slot: j)), $0) } * rho(slot: j)
+            axpy(alpha[i] - beta, UnsafeBufferPointer(self.s(slot: j)), &r)
         }
-        direction = r
+        _ = d.update(fromContentsOf: r)
     }
 
-    /// torch's `_strong_wolfe` (c1 1e-4, c2 0.9, 25 evaluations): bracket, then zoom with cubic
-    /// interpolation. Evaluates at x + t d; returns the accepted step and its loss and gradient.
+    /// torch's `_strong_wolfe` (c1 1e-4, c2 0.9): bracket, then zoom with cubic interpolation,
+    /// at most `maxSteps` evaluations after the first (torch's max_ls, which LBFGS.step passes
+    /// as max_eval - current_evals). Evaluates at x + t d; returns the accepted step and its
+    /// loss and gradient.
     func strongWolfe(x: [Float], t initial: Double, d: [Float], f: Double, g: [Float], gtd: Double,
-                     closure: Closure) throws -> (f: Double, g: [Float], t: Double, evaluations: Int) {
-        let c1 = 1e-4, c2 = 0.9, maxSteps = 25
+                     maxSteps: Int, closure: Closure) throws -> (f: Double, g: [Float], t: Double, evaluations: Int) {
+        let c1 = 1e-4, c2 = 0.9
         let dNorm = try space.maxAbs(d)
         func evaluate(_ t: Double) throws -> (Double, [Float], Double) {
             var p = x
@@ -220,59 +312,44 @@ func cubicMinimum(_ x1: Double, _ f1: Double, _ g1: Double, _ x2: Double, _ f2: 
 
 /// y += a x (fp32 vectors, torch's `add_(x, alpha: a)`).
 @inline(__always) func axpy(_ a: Double, _ x: [Float], _ y: inout [Float]) {
+    x.withUnsafeBufferPointer { axpy(a, $0, &y) }
+}
+
+@inline(__always) func axpy(_ a: Double, _ x: UnsafeBufferPointer<Float>, _ y: inout [Float]) {
     let a = Float(a)
     for i in y.indices { y[i] = y[i] + a * x[i] }
 }
 
-/// This rank's shard of a flat vector and the reductions over all shards, in a canonical order:
-/// fp64 sums of 1024-element blocks (sequential within a block; a product of floats is exact
-/// in fp64), the block sums then added in global block order. A shard that is a whole number of
-/// blocks (the last may be short) gives the same bits at every rank count.
-public struct ShardSpace: Sendable {
-    public static let blockSize = 1024
+/// One trainer unit's view of an `LBFGS` that spans all units: the per-unit `ShardOptimizer`
+/// the engine's step machinery and checkpoints go through. The L-BFGS step itself runs over
+/// all units at once (the trainer's closure); this object's `step` only publishes a master
+/// range the trainer has already written (the bf16 write-back), and its `state` is the unit's
+/// part of every L-BFGS vector plus the replicated scalars, so checkpoints save, restore and
+/// reshard it like any parameter-aligned optimizer state.
+public final class LBFGSShard: ShardOptimizer {
+    public let lbfgs: LBFGS
+    public let offset: Int
     public let count: Int
-    public let communicator: (any Communicator)?
+    public let config: OptimizerConfig
 
-    public init(count: Int, communicator: (any Communicator)? = nil) {
+    /// Elements [offset, offset + count) of `lbfgs`'s vectors.
+    public init(_ lbfgs: LBFGS, offset: Int, count: Int) {
+        self.lbfgs = lbfgs
+        self.offset = offset
         self.count = count
-        self.communicator = communicator
+        var config = OptimizerConfig(kind: .lbfgs)
+        config.learningRate = lbfgs.options.learningRate
+        config.history = lbfgs.options.history
+        self.config = config
     }
 
-    public func dot(_ a: [Float], _ b: [Float]) throws -> Double {
-        try blockSum(a.count) { Double(a[$0]) * Double(b[$0]) }
-    }
-    public func sumAbs(_ a: [Float]) throws -> Double { try blockSum(a.count) { Double(abs(a[$0])) } }
-
-    /// max |a_i| over every shard (NaN if any is NaN).
-    public func maxAbs(_ a: [Float]) throws -> Double {
-        var m = 0.0
-        for x in a { let v = Double(abs(x)); if v > m || v.isNaN { m = v }; if m.isNaN { break } }
-        guard let communicator, communicator.size > 1 else { return m }
-        var all = [Double](repeating: 0, count: communicator.size)
-        try [m].withUnsafeBufferPointer { l in try all.withUnsafeMutableBufferPointer { try communicator.allGather(l, into: $0) } }
-        return all.reduce(0) { $0.isNaN || $1.isNaN ? .nan : max($0, $1) }
+    /// `master` already holds the new values: writes their bf16 into `working` when given.
+    public func step(master: UnsafeMutableBufferPointer<Float>, gradient: UnsafeBufferPointer<Float>,
+                     working: UnsafeMutableBufferPointer<UInt16>?, context: StepContext) throws {
+        guard master.count == count else { throw OptimizerError("L-BFGS unit view of \(count) elements given \(master.count)") }
+        writeBack(master, working)
     }
 
-    func blockSum(_ n: Int, _ term: (Int) -> Double) throws -> Double {
-        let blocks = (n + Self.blockSize - 1) / Self.blockSize
-        var sums = [Double](repeating: 0, count: blocks)
-        for b in 0..<blocks {
-            var s = 0.0
-            for i in b * Self.blockSize ..< min(n, (b + 1) * Self.blockSize) { s += term(i) }
-            sums[b] = s
-        }
-        guard let communicator, communicator.size > 1 else { return sums.reduce(0, +) }
-        // Shards may hold different block counts: gather the counts, then the padded sums.
-        var counts = [Double](repeating: 0, count: communicator.size)
-        try [Double(blocks)].withUnsafeBufferPointer { l in try counts.withUnsafeMutableBufferPointer { try communicator.allGather(l, into: $0) } }
-        let widest = Int(counts.max()!)
-        var padded = sums + [Double](repeating: 0, count: widest - blocks)
-        var all = [Double](repeating: 0, count: widest * communicator.size)
-        try padded.withUnsafeMutableBufferPointer { l in
-            try all.withUnsafeMutableBufferPointer { try communicator.allGather(UnsafeBufferPointer(l), into: $0) }
-        }
-        var total = 0.0
-        for q in 0..<communicator.size { for b in 0..<Int(counts[q]) { total += all[q * widest + b] } }
-        return total
-    }
+    public var state: [OptimizerStateArray] { lbfgs.stateArrays(offset: offset, count: count) }
+    public var supportsResharding: Bool { true }
 }

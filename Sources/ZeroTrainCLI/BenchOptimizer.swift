@@ -20,6 +20,9 @@ struct BenchOptimizer: ParsableCommand {
         for name in optimizers.split(separator: ",") where OptimizerKind(rawValue: String(name)) == nil {
             throw ValidationError("unknown optimizer '\(name)'; one of \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        if optimizers.split(separator: ",").contains("lbfgs") {
+            throw ValidationError("lbfgs has no per-shard step to time: it re-evaluates the model through a closure")
+        }
     }
 
     /// Bytes each step must move per parameter (reads + writes), as the issue counts them.
@@ -31,6 +34,7 @@ struct BenchOptimizer: ParsableCommand {
         case .sgd: return 10                   // read g, p; write p, bf16
         case .adagrad, .rmsprop: return 22
         case .adafactor: return 14
+        case .lbfgs: return 0                  // not a per-shard kernel: refused in validate()
         }
     }
 

@@ -47,8 +47,11 @@ struct Memory: ParsableCommand {
     @Option(help: "Precision mode: bf16 (bf16 working weights and wire) or fp32.")
     var precision: String = "bf16"
 
-    @Option(help: "Optimizer (sets K): adamw 12, adam 12, sgd (momentum) 8, lion 8, adagrad 8, rmsprop 8, adamw8bit 7, adafactor 8.")
+    @Option(help: "Optimizer (sets K): adamw 12, adam 12, sgd (momentum) 8, lion 8, adagrad 8, rmsprop 8, adamw8bit 7, adafactor 8, lbfgs 8m + 12 (812 at --history 100).")
     var optimizer: String = "adamw"
+
+    @Option(help: "L-BFGS history size m (--optimizer lbfgs): K = 4 + 4 (2m + 2).")
+    var history: Int = 100
 
     @Option(help: "Per-rank memory budget, e.g. 16GiB or 24GB (default: the node's memory shared by its ranks).")
     var memoryPerRank: String?
@@ -91,7 +94,7 @@ struct Memory: ParsableCommand {
         var report = try makeReport()
         if measure {
             guard let run = report.run else { throw MemoryModelError("--measure needs --model NAME (the runtime view)") }
-            guard let measured = try measureRun(run, stage: stage ?? 2, optimizer: optimizer, steps: measureSteps) else { return }
+            guard let measured = try measureRun(run, stage: stage ?? 2, optimizer: optimizer, history: history, steps: measureSteps) else { return }
             report.measured = measured
         }
         print(json ? report.json(deepSpeed: deepspeed).rendered : report.text(paper: paper, deepSpeed: deepspeed), terminator: json ? "\n" : "")
@@ -101,7 +104,7 @@ struct Memory: ParsableCommand {
         if let stage { try validateStage(stage) }
         try validateRanks(ranks)
         let shown = stage.map { [$0] } ?? Array(zeroStages)
-        let k = try optimizerBytesPerParameter(optimizer)
+        let k = try optimizerBytesPerParameter(optimizer, history: history)
         guard let precisionMode = PrecisionMode(rawValue: precision) else {
             throw MemoryModelError("unknown precision '\(precision)' (known: bf16, fp32)")
         }

@@ -8,7 +8,7 @@ import ZeroTensor
 /// Runs `run`'s configuration for a few steps and returns every rank's measured peaks
 /// (on rank 0; nil on the other ranks, which print nothing). Under mpirun the job's ranks
 /// are used; otherwise `run.ranks` simulated ranks.
-func measureRun(_ run: RunConfiguration, stage: Int, optimizer: String, steps: Int) throws -> MeasuredMemory? {
+func measureRun(_ run: RunConfiguration, stage: Int, optimizer: String, history: Int = 100, steps: Int) throws -> MeasuredMemory? {
     var config = TrainingConfig()
     guard let model = ModelName(rawValue: run.model.name), let zeroStage = ZeroStage(rawValue: stage),
           let precision = PrecisionName(rawValue: run.precision.rawValue), let kind = OptimizerKind(rawValue: optimizer) else {
@@ -22,6 +22,11 @@ func measureRun(_ run: RunConfiguration, stage: Int, optimizer: String, steps: I
     config.gradAccum = run.accumulationSteps
     config.precision = precision
     config.optimizer = kind
+    if kind == .lbfgs {  // what L-BFGS accepts (TrainingConfig.validate)
+        config.lbfgsHistory = history
+        config.clip = 0
+        config.weightDecay = 0
+    }
     config.recompute = run.recompute
     config.warmup = 0
     let categories = MemoryCategory.allCases

@@ -47,6 +47,9 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: .option("eps")) var eps: String?
     @Option(parsing: .unconditional, help: .option("clip")) var clip: String?
     @Option(parsing: .unconditional, help: .option("optimizer")) var optimizer: String?
+    @Option(parsing: .unconditional, help: .option("history")) var history: String?
+    @Option(parsing: .unconditional, help: .option("line-search")) var lineSearch: String?
+    @Option(parsing: .unconditional, help: .option("lbfgs-iterations")) var lbfgsIterations: String?
     @Option(parsing: .unconditional, help: .option("precision")) var precision: String?
     @Option(parsing: .unconditional, help: .option("data")) var data: String?
     @Option(parsing: .unconditional, help: .option("val-data")) var valData: String?

@@ -117,7 +117,8 @@ struct FamilyTests {
         }
     }
 
-    @Test(arguments: OptimizerKind.allCases)
+    /// Every per-shard optimizer (L-BFGS is built over all units by the trainer: LBFGSTrainingTests).
+    @Test(arguments: OptimizerKind.allCases.filter { $0 != .lbfgs })
     func bf16WriteBackAndLedger(_ kind: OptimizerKind) throws {
         let n = 2048 + 13
         let ledger = MemoryLedger()
@@ -138,6 +139,12 @@ struct FamilyTests {
         if kind != .adafactor {
             #expect(abs(Double(stateBytes) / Double(n) - config.stateBytesPerParameter) < 0.05)
             for s in opt.state { #expect(s.bytes.count == (n + s.parametersPerBlock - 1) / s.parametersPerBlock * s.bytesPerBlock) }
+        }
+    }
+
+    @Test func lbfgsIsNotAPerShardOptimizer() {
+        #expect(throws: OptimizerError.self) {
+            try makeOptimizer(OptimizerConfig(kind: .lbfgs), count: 10, decaySegments: [], ledger: nil)
         }
     }
 }

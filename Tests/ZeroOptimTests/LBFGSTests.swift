@@ -98,4 +98,28 @@ import ZeroOptim
             }
         }
     }
+
+    /// Two segments (trainer units) of 8192 and 4096 elements: the dot product of the whole
+    /// vectors held by one rank equals, bit for bit, the one of shards on 2 and 4 ranks (rank r
+    /// holds shard r of each segment), and differs from a plain sequential sum (the order shows).
+    static func value(_ s: Int, _ i: Int, _ v: Int) -> Float { Float(sin(Double(i * (v + 2) + s * 7919))) * Float(1 << (i % 23)) }
+
+    @Test func segmentsReduceInGlobalBlockOrder() throws {
+        let sizes = [8 * ShardSpace.blockSize, 4 * ShardSpace.blockSize]
+        let whole = try ShardSpace(segments: sizes).dot(
+            sizes.indices.flatMap { s in (0..<sizes[s]).map { Self.value(s, $0, 0) } },
+            sizes.indices.flatMap { s in (0..<sizes[s]).map { Self.value(s, $0, 1) } })
+        for ranks in [2, 4] {
+            let dots = try SimulatedCluster.run(ranks: ranks) { comm in
+                let shards = sizes.map { $0 / ranks }
+                let a = sizes.indices.flatMap { s in (comm.rank * shards[s] ..< (comm.rank + 1) * shards[s]).map { Self.value(s, $0, 0) } }
+                let b = sizes.indices.flatMap { s in (comm.rank * shards[s] ..< (comm.rank + 1) * shards[s]).map { Self.value(s, $0, 1) } }
+                return try ShardSpace(segments: shards, communicator: comm).dot(a, b)
+            }
+            #expect(dots.allSatisfy { $0.bitPattern == whole.bitPattern }, "\(ranks) ranks: \(dots) vs \(whole)")
+        }
+        var sequential = 0.0
+        for s in sizes.indices { for i in 0..<sizes[s] { sequential += Double(Self.value(s, i, 0)) * Double(Self.value(s, i, 1)) } }
+        #expect(sequential.bitPattern != whole.bitPattern)
+    }
 }
