@@ -91,6 +91,17 @@ FEATURE_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model", 
 feature_tensors = {}
 
 
+def store_case(name, x, loss, params, leaves):
+    """Records one case: the input rows, the fp64 loss and each layer's weights and gradients (fp32)."""
+    feature_tensors[f"{name}.x"] = x.contiguous()
+    feature_tensors[f"{name}.loss"] = loss.detach().to(torch.float32).reshape(1)
+    for k in range(3):
+        feature_tensors[f"{name}.layers.{k}.weight"] = params[2 * k].contiguous()
+        feature_tensors[f"{name}.layers.{k}.bias"] = params[2 * k + 1].contiguous()
+        feature_tensors[f"{name}.grad.layers.{k}.weight"] = leaves[2 * k].grad.to(torch.float32).contiguous()
+        feature_tensors[f"{name}.grad.layers.{k}.bias"] = leaves[2 * k + 1].grad.to(torch.float32).contiguous()
+
+
 def mlp_case(name, rows, outputs, loss_fn):
     widths = [5, 8, 8, outputs]
     params = []
@@ -106,13 +117,7 @@ def mlp_case(name, rows, outputs, loss_fn):
             h = torch.relu(h)
     loss = loss_fn(h)
     loss.backward()
-    feature_tensors[f"{name}.x"] = x.contiguous()
-    feature_tensors[f"{name}.loss"] = loss.detach().to(torch.float32).reshape(1)
-    for k in range(3):
-        feature_tensors[f"{name}.layers.{k}.weight"] = params[2 * k].contiguous()
-        feature_tensors[f"{name}.layers.{k}.bias"] = params[2 * k + 1].contiguous()
-        feature_tensors[f"{name}.grad.layers.{k}.weight"] = leaves[2 * k].grad.to(torch.float32).contiguous()
-        feature_tensors[f"{name}.grad.layers.{k}.bias"] = leaves[2 * k + 1].grad.to(torch.float32).contiguous()
+    store_case(name, x, loss, params, leaves)
 
 
 labels = torch.tensor([0, 3, 1, 0, 2, 3])
@@ -167,13 +172,7 @@ def dropout_mlp_case(name):
             h = torch.relu(h) * masks[k] / (1 - P)
     loss = F.cross_entropy(h, labels)
     loss.backward()
-    feature_tensors[f"{name}.x"] = x.contiguous()
-    feature_tensors[f"{name}.loss"] = loss.detach().to(torch.float32).reshape(1)
-    for k in range(3):
-        feature_tensors[f"{name}.layers.{k}.weight"] = params[2 * k].contiguous()
-        feature_tensors[f"{name}.layers.{k}.bias"] = params[2 * k + 1].contiguous()
-        feature_tensors[f"{name}.grad.layers.{k}.weight"] = leaves[2 * k].grad.to(torch.float32).contiguous()
-        feature_tensors[f"{name}.grad.layers.{k}.bias"] = leaves[2 * k + 1].grad.to(torch.float32).contiguous()
+    store_case(name, x, loss, params, leaves)
 
 
 dropout_mlp_case("dropout")
