@@ -212,8 +212,20 @@ public final class GPT: TrainableModel, @unchecked Sendable {
             let dlogits = a + plan.logits
             Kernels.crossEntropyBackward(dlogits: dlogits, logits: dlogits, targets: tokens + N, N: N, V: V, dloss: 1 / Float(N))
             // dwte += dlogits^T lnf; dlnf = dlogits wte
-            matmul.gemm(transposeA: true, m: V, n: C, k: N, a: .float(dlogits, V), b: operand(plan.lnf, columns: C), beta: 1, c: dwte, ldc: C)
-            matmul.gemm(m: N, n: C, k: V, a: dlogits, lda: V, b: wte, ldb: C, c: dbuf, ldc: C)
+            if precision == .bf16 {
+                // Round dlogits once for both products, in place: element i's bf16 goes to
+                // bytes [2i, 2i + 2) of the fp32 buffer, which the sequential rounding pass
+                // has already read (no [N, V] bf16 scratch; the logits are dead after this).
+                UnsafeMutableRawPointer(dlogits).withMemoryRebound(to: UInt16.self, capacity: N * V) { h in
+                    matmul.timed(m: 0, n: 0, k: 0) { BF16Gemm.round(dlogits, rows: 1, columns: N * V, leadingDimension: N * V, into: h) }
+                    let d = BF16Gemm.Input.bf16(h)
+                    matmul.gemm(transposeA: true, m: V, n: C, k: N, a: d, b: operand(plan.lnf, columns: C), beta: 1, c: dwte, ldc: C)
+                    matmul.gemm(m: N, n: C, k: V, a: d, b: .float(wte, C), c: dbuf, ldc: C)
+                }
+            } else {
+                matmul.gemm(transposeA: true, m: V, n: C, k: N, a: dlogits, lda: V, b: a + plan.lnf, ldb: C, beta: 1, c: dwte, ldc: C)
+                matmul.gemm(m: N, n: C, k: V, a: dlogits, lda: V, b: wte, ldb: C, c: dbuf, ldc: C)
+            }
             dres.update(repeating: 0, count: N * C)
             Kernels.layerNormBackward(dinp: dres, dweight: g, dbias: g + C, dout: dbuf, inp: a + plan.blockInput(L), weight: w,
                                       mean: a + plan.lnfMean, rstd: a + plan.lnfRstd, N: N, C: C)

@@ -25,6 +25,30 @@ import ZeroTensor
         }
     }
 
+    /// The head's backward rounds dlogits into the first half of its own fp32 buffer: the
+    /// in-place rounding must equal rounding into separate memory (vector chunks and the tail).
+    @Test func inPlaceRoundingEqualsSeparate() {
+        let n = 16 * 67 + 13
+        var rng = SeededGenerator(seed: 7, key: "in-place")
+        var values = [Float](repeating: 0, count: n)
+        values.withUnsafeMutableBufferPointer { rng.fillNormal($0, std: 3) }
+        var separate = [UInt16](repeating: 0, count: n)
+        BF16Gemm.round(values, rows: 1, columns: n, leadingDimension: n, into: &separate)
+        #expect(Set(separate).count > n / 2)
+        let inPlace = [UInt16](unsafeUninitializedCapacity: n) { out, count in
+            var buffer = values
+            buffer.withUnsafeMutableBytes { raw in
+                let src = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+                raw.baseAddress!.withMemoryRebound(to: UInt16.self, capacity: n) { h in
+                    BF16Gemm.round(src, rows: 1, columns: n, leadingDimension: n, into: h)
+                    out.baseAddress!.update(from: h, count: n)
+                }
+            }
+            count = n
+        }
+        #expect(inPlace == separate)
+    }
+
     /// Hashes measured with the binary from before bf16 activation storage (commit 853787a):
     ///   zero-train --simulate 2 --steps 3 --precision bf16                              -> 1e84324e...
     ///   zero-train --simulate 2 --model gpt-tiny --seq-len 64 --steps 3 --precision bf16 --stage 3 --recompute -> 9026c8aa...
