@@ -1,17 +1,21 @@
 import ZeroModels
+import ZeroTensor
 
 /// Activation memory of a GPT-2 forward and backward, estimated the way llm.c counts it.
 ///
-/// The report uses `runtime`: exactly what `GPT` allocates through the ledger
-/// (`GPT.activationBytes(config:batchSize:sequenceLength:)`). The llm.c-style count below
-/// stays as a cross-check of that function's order of magnitude.
+/// The report uses `runtime(precision:recompute:)`: exactly what `GPT` allocates through the
+/// ledger (`GPT.activationBytes`; bf16 compute stores the matmul-only activations as bf16).
+/// The llm.c-style count below stays as a cross-check of that function's order of magnitude.
 public enum ActivationEstimate {
-    /// Exactly the bytes the runtime's GPT allocates for (B, T).
-    public static let runtime: ActivationBytes = { GPT.activationBytes(config: $0, batchSize: $1, sequenceLength: $2) }
-    /// Exactly the bytes the runtime's GPT allocates with per-block recompute (`--recompute`).
-    public static let recomputed: ActivationBytes = {
-        GPT.activationBytes(config: $0, batchSize: $1, sequenceLength: $2, recompute: true)
+    /// Exactly the bytes the runtime's GPT allocates for (B, T) in `precision` compute, with
+    /// per-block recompute (`--recompute`) or without.
+    public static func runtime(precision: ComputePrecision, recompute: Bool = false) -> ActivationBytes {
+        { GPT.activationBytes(config: $0, batchSize: $1, sequenceLength: $2, recompute: recompute, precision: precision) }
     }
+    /// `runtime` in fp32 compute.
+    public static let runtime: ActivationBytes = runtime(precision: .fp32)
+    /// `runtime` in fp32 compute with per-block recompute.
+    public static let recomputed: ActivationBytes = runtime(precision: .fp32, recompute: true)
 
     /// fp32 values the GPT-2 forward keeps for backward (llm.c's ActivationTensors, with one
     /// (B, NH, T, T) attention matrix: the softmax probabilities):

@@ -118,8 +118,9 @@ public struct RunConfiguration: Sendable {
     public var optimizerBytesPerParameter: Int
     /// A: alignment of every unit's padding, in elements (the engine's 1024).
     public var alignment: Int
-    /// The model's activation bytes; default: exactly what `GPT` allocates (with `recompute`).
-    public var activationBytes: ActivationBytes
+    /// The model's activation bytes; nil (the default): exactly what `GPT` allocates for this
+    /// `precision` and `recompute` (`ActivationEstimate.runtime(precision:recompute:)`).
+    public var activationBytes: ActivationBytes?
     /// Per-block activation recompute (`--recompute`): labels the activations term; the
     /// default `activationBytes` follows it.
     public var recompute: Bool
@@ -149,7 +150,7 @@ public struct RunConfiguration: Sendable {
         self.sequenceLength = sequenceLength; self.accumulationSteps = accumulationSteps
         self.precision = precision; self.optimizerBytesPerParameter = optimizerBytesPerParameter
         self.alignment = alignment
-        self.activationBytes = activationBytes ?? (recompute ? ActivationEstimate.recomputed : ActivationEstimate.runtime)
+        self.activationBytes = activationBytes
         self.communicationScratchBytes = communicationScratchBytes
     }
 
@@ -174,6 +175,15 @@ public struct RunConfiguration: Sendable {
     }
 
     public var units: UnitPlan { .gpt(model, ranks: ranks, alignment: alignment) }
+
+    /// The GPT's compute precision in this mode (bf16 mode multiplies in bf16).
+    public var computePrecision: ComputePrecision { precision == .bf16 ? .bf16 : .fp32 }
+
+    /// `activationBytes` for this configuration's micro-batch.
+    public var activationByteCount: Int {
+        let bytes = activationBytes ?? ActivationEstimate.runtime(precision: computePrecision, recompute: recompute)
+        return bytes(model, microBatch, sequenceLength)
+    }
 }
 
 extension PrecisionMode {
@@ -226,9 +236,9 @@ public enum BufferPlan {
         let plan = allocation(for: c)
         let matmulOperandBytes = matmulOperandBytes ?? GPT.matmulOperandBytes(
             config: c.model, batchSize: c.microBatch, sequenceLength: c.sequenceLength,
-            precision: c.precision == .bf16 ? ComputePrecision.bf16 : .fp32)
+            precision: c.computePrecision)
         return plan.buffers(optimizerStateBytesPerElement: c.optimizerBytesPerParameter - 4,
-                            activationBytes: c.activationBytes(c.model, c.microBatch, c.sequenceLength),
+                            activationBytes: c.activationByteCount,
                             communicatorScratch: communicatorScratch(c, plan),
                             matmulOperandBytes: matmulOperandBytes, recompute: c.recompute)
     }

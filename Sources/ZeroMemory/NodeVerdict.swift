@@ -90,7 +90,7 @@ public struct NodeVerdict: Sendable {
         if !run.recompute {
             var c = run
             c.recompute = true
-            c.activationBytes = ActivationEstimate.recomputed
+            c.activationBytes = nil   // what GPT allocates with recompute in this precision
             let p = peaks(c, ranksPerNode: ranksPerNode)
             if let s = (chosen < 3 ? [chosen, 3] : [3]).first(where: { p[$0].peakBytes <= nodeMemoryBytes }) {
                 ideas.append("--stage \(s) --recompute (same bits; node peak \(gib.format(p[s].peakBytes)) GiB)")

@@ -5,7 +5,11 @@ import ZeroTensor
 /// Ops: 0 = token + position embedding (unit 0); i in 1...L = block i-1 (unit i);
 /// L+1 = ln_f, tied head (logits = x wte^T) and mean cross-entropy (units L+1 and 0).
 /// Activations for one micro-batch of B x T are allocated once, in category
-/// `.activations`, and `activationBytes` reports exactly that size.
+/// `.activations`, and `activationBytes` reports exactly that size. In bf16 compute the
+/// activations whose only readers are matmuls (ln1, ln2, ln_f, the attention output, the GELU
+/// output) are stored only as bf16 (RNE, the rounding the matmul would apply): the same bits,
+/// half their memory. Each is computed in fp32 into backward scratch that is free at that point
+/// (dbuf, dfch) and rounded in bulk into its bf16 slot.
 ///
 /// With `recompute`, the forward keeps only each block's output (the next block's input) and
 /// runs every block in one shared set of per-block buffers; block i's backward op first
@@ -33,6 +37,8 @@ public final class GPT: TrainableModel, @unchecked Sendable {
     private let matmul: Matmul
     private let plan: ActivationPlan
     private let floats: FlatBuffer<Float>
+    /// bf16 compute only: the matmul-only activations (`plan.halves` values).
+    private let halves: FlatBuffer<UInt16>?
     private let ids: FlatBuffer<Int32>   // tokens [B*T] then targets [B*T]
     private let blockOffsets: BlockOffsets
     /// bf16 mode only: operand copies of the batched attention (category `.scratch`,
@@ -54,8 +60,9 @@ public final class GPT: TrainableModel, @unchecked Sendable {
         self.sequenceLength = sequenceLength
         let L = config.layers
         opUnits = [[0]] + (1...max(1, L)).prefix(L).map { [$0] } + [[L + 1, 0]]
-        plan = ActivationPlan(config: config, B: batchSize, T: sequenceLength, recompute: recompute)
+        plan = ActivationPlan(config: config, B: batchSize, T: sequenceLength, recompute: recompute, precision: precision)
         floats = FlatBuffer(count: plan.total, category: .activations, ledger: ledger)
+        halves = plan.halves > 0 ? FlatBuffer(count: plan.halves, category: .activations, ledger: ledger) : nil
         ids = FlatBuffer(count: 2 * batchSize * sequenceLength, category: .activations, ledger: ledger)
         blockOffsets = BlockOffsets(C: config.channels)
         if precision == .bf16 {
@@ -81,10 +88,30 @@ public final class GPT: TrainableModel, @unchecked Sendable {
         return n.halves * MemoryLayout<UInt16>.stride + n.floats * MemoryLayout<Float>.stride
     }
 
-    /// Bytes this model allocates through the ledger for a B x T micro-batch.
-    public static func activationBytes(config: GPTConfig, batchSize: Int, sequenceLength: Int, recompute: Bool = false) -> Int {
-        let plan = ActivationPlan(config: config, B: batchSize, T: sequenceLength, recompute: recompute)
-        return plan.total * MemoryLayout<Float>.stride + 2 * batchSize * sequenceLength * MemoryLayout<Int32>.stride
+    /// Bytes this model allocates through the ledger (category `.activations`) for a B x T
+    /// micro-batch; bf16 compute stores the matmul-only activations in half the bytes.
+    public static func activationBytes(config: GPTConfig, batchSize: Int, sequenceLength: Int, recompute: Bool = false,
+                                       precision: ComputePrecision = .fp32) -> Int {
+        let plan = ActivationPlan(config: config, B: batchSize, T: sequenceLength, recompute: recompute, precision: precision)
+        return plan.total * MemoryLayout<Float>.stride + plan.halves * MemoryLayout<UInt16>.stride
+            + 2 * batchSize * sequenceLength * MemoryLayout<Int32>.stride
+    }
+
+    /// A matmul-only activation of `columns` values per row as a matmul operand: its bf16 slot
+    /// in bf16 compute, its fp32 slot otherwise.
+    private func operand(_ offset: Int, columns: Int) -> BF16Gemm.Input {
+        if let halves { return .bf16(UnsafePointer(halves.pointer.baseAddress! + offset)) }
+        return .float(UnsafePointer(floats.pointer.baseAddress! + offset), columns)
+    }
+
+    /// Computes a matmul-only activation of `count` values with `body` (given where to write
+    /// fp32): straight into its slot, or in bf16 compute into `staging`, then rounded into its
+    /// bf16 slot.
+    private func produce(_ offset: Int, count: Int, staging: UnsafeMutablePointer<Float>,
+                         _ body: (UnsafeMutablePointer<Float>) -> Void) {
+        guard let halves else { return body(floats.pointer.baseAddress! + offset) }
+        body(staging)
+        BF16Gemm.round(staging, rows: 1, columns: count, leadingDimension: count, into: halves.pointer.baseAddress! + offset)
     }
 
     public func initialize(unit: Int, into buffer: UnsafeMutableBufferPointer<Float>, seed: UInt64) {
@@ -123,9 +150,11 @@ public final class GPT: TrainableModel, @unchecked Sendable {
         } else {
             precondition(op == L + 1, "op \(op) out of range")
             let w = unit(weights, L + 1), wte = unit(weights, 0)
-            Kernels.layerNormForward(out: a + plan.lnf, mean: a + plan.lnfMean, rstd: a + plan.lnfRstd, inp: a + plan.blockInput(L),
-                                     weight: w, bias: w + C, N: N, C: C)
-            matmul.gemm(transposeB: true, m: N, n: V, k: C, a: a + plan.lnf, lda: C, b: wte, ldb: C, c: a + plan.logits, ldc: V)
+            produce(plan.lnf, count: N * C, staging: a + plan.dbuf) {
+                Kernels.layerNormForward(out: $0, mean: a + plan.lnfMean, rstd: a + plan.lnfRstd, inp: a + plan.blockInput(L),
+                                         weight: w, bias: w + C, N: N, C: C)
+            }
+            matmul.gemm(transposeB: true, m: N, n: V, k: C, a: operand(plan.lnf, columns: C), b: .float(wte, C), c: a + plan.logits, ldc: V)
             loss = Kernels.crossEntropyForward(losses: a + plan.losses, logits: a + plan.logits, targets: tokens + N, N: N, V: V)
         }
     }
@@ -138,19 +167,34 @@ public final class GPT: TrainableModel, @unchecked Sendable {
         let a = floats.pointer.baseAddress!
         let o = blockOffsets, p = plan.layer(l)
         let input = UnsafePointer(a + plan.blockInput(l))
-        Kernels.layerNormForward(out: a + p.ln1, mean: a + p.ln1Mean, rstd: a + p.ln1Rstd, inp: input,
-                                 weight: w + o.ln1w, bias: w + o.ln1b, N: N, C: C)
-        Kernels.linearForward(out: a + p.qkv, inp: a + p.ln1, weight: w + o.attnW, bias: w + o.attnB, N: N, C: C, OC: 3 * C, matmul: matmul)
-        Kernels.attentionForward(out: a + p.atty, att: a + p.att, qkv: a + p.qkv, B: B, T: T, C: C, NH: config.heads, matmul: matmul,
-                                 bf16: attentionBuffers)
-        Kernels.linearForward(out: a + p.res2, inp: a + p.atty, weight: w + o.attnProjW, bias: w + o.attnProjB, N: N, C: C, OC: C, matmul: matmul)
+        // Staging for the bf16-only activations: dbuf and dfch are free in forward and when a
+        // block's backward recomputes it (written before read there).
+        let staging = a + plan.dbuf, wideStaging = a + plan.dfch
+        produce(p.ln1, count: N * C, staging: staging) {
+            Kernels.layerNormForward(out: $0, mean: a + p.ln1Mean, rstd: a + p.ln1Rstd, inp: input,
+                                     weight: w + o.ln1w, bias: w + o.ln1b, N: N, C: C)
+        }
+        Kernels.linearForward(out: a + p.qkv, input: operand(p.ln1, columns: C), weight: w + o.attnW, bias: w + o.attnB,
+                              N: N, C: C, OC: 3 * C, matmul: matmul)
+        produce(p.atty, count: N * C, staging: staging) {
+            Kernels.attentionForward(out: $0, att: a + p.att, qkv: a + p.qkv, B: B, T: T, C: C, NH: config.heads, matmul: matmul,
+                                     bf16: attentionBuffers)
+        }
+        Kernels.linearForward(out: a + p.res2, input: operand(p.atty, columns: C), weight: w + o.attnProjW, bias: w + o.attnProjB,
+                              N: N, C: C, OC: C, matmul: matmul)
         Kernels.residualForward(out: a + p.res2, a: a + p.res2, b: input, count: N * C)
-        Kernels.layerNormForward(out: a + p.ln2, mean: a + p.ln2Mean, rstd: a + p.ln2Rstd, inp: a + p.res2,
-                                 weight: w + o.ln2w, bias: w + o.ln2b, N: N, C: C)
-        Kernels.linearForward(out: a + p.fch, inp: a + p.ln2, weight: w + o.fcW, bias: w + o.fcB, N: N, C: C, OC: 4 * C, matmul: matmul)
-        Kernels.geluForward(out: a + p.fchGelu, inp: a + p.fch, count: N * 4 * C)
+        produce(p.ln2, count: N * C, staging: staging) {
+            Kernels.layerNormForward(out: $0, mean: a + p.ln2Mean, rstd: a + p.ln2Rstd, inp: a + p.res2,
+                                     weight: w + o.ln2w, bias: w + o.ln2b, N: N, C: C)
+        }
+        Kernels.linearForward(out: a + p.fch, input: operand(p.ln2, columns: C), weight: w + o.fcW, bias: w + o.fcB,
+                              N: N, C: C, OC: 4 * C, matmul: matmul)
+        produce(p.fchGelu, count: N * 4 * C, staging: wideStaging) {
+            Kernels.geluForward(out: $0, inp: a + p.fch, count: N * 4 * C)
+        }
         guard throughOutput else { return }
-        Kernels.linearForward(out: a + p.res3, inp: a + p.fchGelu, weight: w + o.fcProjW, bias: w + o.fcProjB, N: N, C: 4 * C, OC: C, matmul: matmul)
+        Kernels.linearForward(out: a + p.res3, input: operand(p.fchGelu, columns: 4 * C), weight: w + o.fcProjW, bias: w + o.fcProjB,
+                              N: N, C: 4 * C, OC: C, matmul: matmul)
         Kernels.residualForward(out: a + p.res3, a: a + p.res3, b: a + p.res2, count: N * C)
     }
 
@@ -168,8 +212,20 @@ public final class GPT: TrainableModel, @unchecked Sendable {
             let dlogits = a + plan.logits
             Kernels.crossEntropyBackward(dlogits: dlogits, logits: dlogits, targets: tokens + N, N: N, V: V, dloss: 1 / Float(N))
             // dwte += dlogits^T lnf; dlnf = dlogits wte
-            matmul.gemm(transposeA: true, m: V, n: C, k: N, a: dlogits, lda: V, b: a + plan.lnf, ldb: C, beta: 1, c: dwte, ldc: C)
-            matmul.gemm(m: N, n: C, k: V, a: dlogits, lda: V, b: wte, ldb: C, c: dbuf, ldc: C)
+            if precision == .bf16 {
+                // Round dlogits once for both products, in place: element i's bf16 goes to
+                // bytes [2i, 2i + 2) of the fp32 buffer, which the sequential rounding pass
+                // has already read (no [N, V] bf16 scratch; the logits are dead after this).
+                UnsafeMutableRawPointer(dlogits).withMemoryRebound(to: UInt16.self, capacity: N * V) { h in
+                    matmul.timed(m: 0, n: 0, k: 0) { BF16Gemm.round(dlogits, rows: 1, columns: N * V, leadingDimension: N * V, into: h) }
+                    let d = BF16Gemm.Input.bf16(h)
+                    matmul.gemm(transposeA: true, m: V, n: C, k: N, a: d, b: operand(plan.lnf, columns: C), beta: 1, c: dwte, ldc: C)
+                    matmul.gemm(m: N, n: C, k: V, a: d, b: .float(wte, C), c: dbuf, ldc: C)
+                }
+            } else {
+                matmul.gemm(transposeA: true, m: V, n: C, k: N, a: dlogits, lda: V, b: a + plan.lnf, ldb: C, beta: 1, c: dwte, ldc: C)
+                matmul.gemm(m: N, n: C, k: V, a: dlogits, lda: V, b: wte, ldb: C, c: dbuf, ldc: C)
+            }
             dres.update(repeating: 0, count: N * C)
             Kernels.layerNormBackward(dinp: dres, dweight: g, dbias: g + C, dout: dbuf, inp: a + plan.blockInput(L), weight: w,
                                       mean: a + plan.lnfMean, rstd: a + plan.lnfRstd, N: N, C: C)
@@ -181,20 +237,20 @@ public final class GPT: TrainableModel, @unchecked Sendable {
             let input = UnsafePointer(a + plan.blockInput(l))
             let dqkv = a + plan.dqkv, dfch = a + plan.dfch
             // res3 = res2 + fcproj: dres flows to both; fcproj = gelu(fch) Wp + bp
-            Kernels.linearBackward(dinp: dfch, dweight: g + o.fcProjW, dbias: g + o.fcProjB, dout: dres, inp: a + p.fchGelu,
+            Kernels.linearBackward(dinp: dfch, dweight: g + o.fcProjW, dbias: g + o.fcProjB, dout: dres, input: operand(p.fchGelu, columns: 4 * C),
                                    weight: w + o.fcProjW, N: N, C: 4 * C, OC: C, matmul: matmul)
             Kernels.geluBackward(dinp: dfch, inp: a + p.fch, dout: dfch, count: N * 4 * C)
-            Kernels.linearBackward(dinp: dbuf, dweight: g + o.fcW, dbias: g + o.fcB, dout: dfch, inp: a + p.ln2,
+            Kernels.linearBackward(dinp: dbuf, dweight: g + o.fcW, dbias: g + o.fcB, dout: dfch, input: operand(p.ln2, columns: C),
                                    weight: w + o.fcW, N: N, C: C, OC: 4 * C, matmul: matmul)
             Kernels.layerNormBackward(dinp: dres, dweight: g + o.ln2w, dbias: g + o.ln2b, dout: dbuf, inp: a + p.res2,
                                       weight: w + o.ln2w, mean: a + p.ln2Mean, rstd: a + p.ln2Rstd, N: N, C: C)
             // res2 = input + attproj: dres (now d res2) flows to both
-            Kernels.linearBackward(dinp: dbuf, dweight: g + o.attnProjW, dbias: g + o.attnProjB, dout: dres, inp: a + p.atty,
+            Kernels.linearBackward(dinp: dbuf, dweight: g + o.attnProjW, dbias: g + o.attnProjB, dout: dres, input: operand(p.atty, columns: C),
                                    weight: w + o.attnProjW, N: N, C: C, OC: C, matmul: matmul)
             dqkv.update(repeating: 0, count: N * 3 * C)
             Kernels.attentionBackward(dqkv: dqkv, scratch: a + plan.dattScratch, dout: dbuf, qkv: a + p.qkv, att: a + p.att,
                                       B: B, T: T, C: C, NH: config.heads, matmul: matmul, bf16: attentionBuffers)
-            Kernels.linearBackward(dinp: dbuf, dweight: g + o.attnW, dbias: g + o.attnB, dout: dqkv, inp: a + p.ln1,
+            Kernels.linearBackward(dinp: dbuf, dweight: g + o.attnW, dbias: g + o.attnB, dout: dqkv, input: operand(p.ln1, columns: C),
                                    weight: w + o.attnW, N: N, C: C, OC: 3 * C, matmul: matmul)
             Kernels.layerNormBackward(dinp: dres, dweight: g + o.ln1w, dbias: g + o.ln1b, dout: dbuf, inp: input,
                                       weight: w + o.ln1w, mean: a + p.ln1Mean, rstd: a + p.ln1Rstd, N: N, C: C)
@@ -230,9 +286,11 @@ struct BlockOffsets {
     }
 }
 
-/// Offsets (in floats) of every activation inside the single activation buffer. With
-/// `recompute`, every layer shares one set of per-block buffers and keeps only its own
-/// output (`res3`, the next block's input).
+/// Offsets of every activation: fp32 values in the float buffer, and in bf16 compute the
+/// matmul-only ones (ln1, atty, ln2, fchGelu, lnf) in the bf16 buffer (offsets in bf16
+/// values; in fp32 compute they are floats like the rest). With `recompute`, every layer
+/// shares one set of per-block buffers and keeps only its own output (`res3`, the next
+/// block's input).
 struct ActivationPlan {
     struct Layer { var ln1, ln1Mean, ln1Rstd, qkv, atty, att, res2, ln2, ln2Mean, ln2Rstd, fch, fchGelu, res3: Int }
     let N: Int
@@ -241,19 +299,29 @@ struct ActivationPlan {
     let lnf, lnfMean, lnfRstd, logits, losses: Int
     // backward scratch, shared by all ops
     let dres, dbuf, dqkv, dfch, dattScratch: Int
+    /// fp32 values.
     let total: Int
+    /// bf16 values (bf16 compute only, else 0).
+    let halves: Int
 
-    init(config: GPTConfig, B: Int, T: Int, recompute: Bool = false) {
+    init(config: GPTConfig, B: Int, T: Int, recompute: Bool = false, precision: ComputePrecision = .fp32) {
         let C = config.channels, NH = config.heads, V = config.vocabularySize
         let N = B * T
         self.N = N
-        var o = 0
+        var o = 0, h = 0
+        let bf16 = precision == .bf16
         func take(_ n: Int) -> Int { defer { o += n }; return o }
+        /// A matmul-only activation: a bf16 slot in bf16 compute.
+        func operand(_ n: Int) -> Int {
+            guard bf16 else { return take(n) }
+            defer { h += n }
+            return h
+        }
         encoded = take(N * C)
         func block(res3: () -> Int) -> Layer {
-            Layer(ln1: take(N * C), ln1Mean: take(N), ln1Rstd: take(N), qkv: take(3 * N * C), atty: take(N * C),
-                  att: take(B * NH * T * T), res2: take(N * C), ln2: take(N * C), ln2Mean: take(N), ln2Rstd: take(N),
-                  fch: take(4 * N * C), fchGelu: take(4 * N * C), res3: res3())
+            Layer(ln1: operand(N * C), ln1Mean: take(N), ln1Rstd: take(N), qkv: take(3 * N * C), atty: operand(N * C),
+                  att: take(B * NH * T * T), res2: take(N * C), ln2: operand(N * C), ln2Mean: take(N), ln2Rstd: take(N),
+                  fch: take(4 * N * C), fchGelu: operand(4 * N * C), res3: res3())
         }
         if recompute {
             let outputs = (0..<config.layers).map { _ in take(N * C) }
@@ -262,9 +330,10 @@ struct ActivationPlan {
         } else {
             layers = (0..<config.layers).map { _ in block(res3: { take(N * C) }) }
         }
-        lnf = take(N * C); lnfMean = take(N); lnfRstd = take(N); logits = take(N * V); losses = take(N)
+        lnf = operand(N * C); lnfMean = take(N); lnfRstd = take(N); logits = take(N * V); losses = take(N)
         dres = take(N * C); dbuf = take(N * C); dqkv = take(3 * N * C); dfch = take(4 * N * C); dattScratch = take(T * T)
         total = o
+        halves = h
     }
 
     func layer(_ l: Int) -> Layer { layers[l] }

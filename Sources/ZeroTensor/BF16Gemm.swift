@@ -51,6 +51,31 @@ public struct Matmul: Sendable, Equatable {
     }
 }
 
+extension Matmul {
+    /// `gemm` with operands that may already be bf16 (`BF16Gemm.Input.bf16`: a stored bf16
+    /// activation goes to oneDNN as is, no second rounding). fp32 compute takes only `.float`.
+    public func gemm(
+        transposeA: Bool = false, transposeB: Bool = false,
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: BF16Gemm.Input, b: BF16Gemm.Input,
+        beta: Float = 0,
+        c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        switch (precision, a, b) {
+        case (.fp32, .float(let pa, let lda), .float(let pb, let ldb)):
+            gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                 a: pa, lda: lda, b: pb, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        case (.fp32, _, _):
+            preconditionFailure("a bf16 matmul operand needs bf16 compute")
+        case (.bf16, _, _):
+            timed(m: m, n: n, k: k) {
+                BF16Gemm.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                              a: a, b: b, beta: beta, c: c, ldc: ldc)
+            }
+        }
+    }
+}
+
 /// The only place in the package that calls oneDNN (through the CZeroDNNL shim).
 ///
 /// Inputs are rounded to dense bf16 scratch (per thread), then multiplied by oneDNN's

@@ -19,11 +19,20 @@ extension Kernels {
         weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
         N: Int, C: Int, OC: Int, matmul: Matmul = .fp32
     ) {
+        linearForward(out: out, input: .float(inp, C), weight: weight, bias: bias, N: N, C: C, OC: OC, matmul: matmul)
+    }
+
+    /// `linearForward` with the input given as a matmul operand: `.bf16` for an activation
+    /// stored only in bf16 (dense [N, C]; bf16 compute only).
+    public static func linearForward(
+        out: UnsafeMutablePointer<Float>, input: BF16Gemm.Input,
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        N: Int, C: Int, OC: Int, matmul: Matmul = .fp32
+    ) {
         if let bias {
             for n in 0..<N { (out + n * OC).update(from: bias, count: OC) }
         }
-        matmul.gemm(m: N, n: OC, k: C, a: inp, lda: C, b: weight, ldb: OC,
-                   beta: bias == nil ? 0 : 1, c: out, ldc: OC)
+        matmul.gemm(m: N, n: OC, k: C, a: input, b: .float(weight, OC), beta: bias == nil ? 0 : 1, c: out, ldc: OC)
     }
 
     /// dinp[N, C] (+)= dout W^T; dweight[C, OC] += inp^T dout; dbias[OC] += sum over rows of dout.
@@ -33,7 +42,22 @@ extension Kernels {
         dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         N: Int, C: Int, OC: Int, matmul: Matmul = .fp32
     ) {
-        if matmul.precision == .bf16 && BF16Gemm.path == .oneDNN {
+        linearBackward(dinp: dinp, dweight: dweight, dbias: dbias, dout: dout, input: .float(inp, C), weight: weight,
+                       N: N, C: C, OC: OC, matmul: matmul)
+    }
+
+    /// `linearBackward` with the forward input given as a matmul operand (`.bf16`: stored only
+    /// in bf16, dense [N, C]; bf16 compute only).
+    public static func linearBackward(
+        dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>?,
+        dout: UnsafePointer<Float>, input: BF16Gemm.Input, weight: UnsafePointer<Float>,
+        N: Int, C: Int, OC: Int, matmul: Matmul = .fp32
+    ) {
+        var stored = false
+        if case .bf16 = input { stored = true }
+        // The round-once route also serves the sgemm fallback for a bf16 input: the same
+        // rounded values reach sgemm either way, so the bits equal the per-call rounding.
+        if matmul.precision == .bf16 && (stored || BF16Gemm.path == .oneDNN) {
             // dout feeds both products: round it once.
             let d = BF16Gemm.operandScratch(count: N * OC)
             matmul.timed(m: dinp == nil ? 0 : N, n: C, k: OC) {
@@ -43,11 +67,12 @@ extension Kernels {
                 }
             }
             matmul.timed(m: C, n: OC, k: N) {
-                BF16Gemm.gemm(transposeA: true, m: C, n: OC, k: N, a: .float(inp, C), b: .bf16(d), beta: 1, c: dweight, ldc: OC)
+                BF16Gemm.gemm(transposeA: true, m: C, n: OC, k: N, a: input, b: .bf16(d), beta: 1, c: dweight, ldc: OC)
             }
             if let dbias { biasBackward(dbias: dbias, dout: dout, N: N, OC: OC) }
             return
         }
+        guard case .float(let inp, _) = input else { preconditionFailure("a bf16 matmul operand needs bf16 compute") }
         if let dinp {
             matmul.gemm(transposeB: true, m: N, n: C, k: OC, a: dout, lda: OC, b: weight, ldb: OC,
                         beta: 0, c: dinp, ldc: C)

@@ -22,10 +22,11 @@ import ZeroTensor
                 let ledger = MemoryLedger()
                 let trainer = try Trainer(config: train, communicator: comm, dataset: TokenDataset.embedded(), ledger: ledger)
                 let plan = trainer.allocation
+                let compute: ComputePrecision = precision == "bf16" ? .bf16 : .fp32
                 let buffers = plan.buffers(optimizerStateBytesPerElement: 8, activationBytes: GPT.activationBytes(
-                    config: .tiny, batchSize: train.microBatch, sequenceLength: train.seqLen),
+                    config: .tiny, batchSize: train.microBatch, sequenceLength: train.seqLen, precision: compute),
                     matmulOperandBytes: GPT.matmulOperandBytes(config: .tiny, batchSize: train.microBatch, sequenceLength: train.seqLen,
-                                                               precision: precision == "bf16" ? .bf16 : .fp32))
+                                                               precision: compute))
                 var mismatches: [String] = []
                 for category in MemoryCategory.allCases {
                     let planned = buffers.filter { $0.category == category }.reduce(0) { $0 + $1.bytes }

@@ -43,7 +43,9 @@ import ZeroTensor
         #expect(e.bytes(.optimizerState) == 8 * 62464)
         // fp32 model gradients 4 (P_0 + P_block) + wire 2 P_block + one partial 4 S.
         #expect(e.bytes(.gradients) == 4 * (20480 + 50176) + 2 * 50176 + 4 * 62464)
-        #expect(e.bytes(.activations) == GPT.activationBytes(config: tiny, batchSize: 2, sequenceLength: 16))
+        // bf16 (the default): ln1, atty, ln2, the GELU output and ln_f stored as bf16.
+        #expect(e.bytes(.activations) == GPT.activationBytes(config: tiny, batchSize: 2, sequenceLength: 16, precision: .bf16))
+        #expect(e.bytes(.activations) == GPT.activationBytes(config: tiny, batchSize: 2, sequenceLength: 16) - 2 * (7 * 2 + 1) * 32 * 64)
         // MPI receive scratch: (N-1) pieces of the rank's largest shard (25 blocks), bf16.
         #expect(e.bytes(.communication) == 1 * 25600 * 2)
         // Two op slots (embedding + largest other unit), bf16 gathered + fp32 widened.

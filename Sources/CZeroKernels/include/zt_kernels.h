@@ -63,6 +63,8 @@ void zt_softmax_causal_backward_rows(const float *a, float *d, long r0, long r1,
 float zt_cross_entropy_forward(float *losses, const float *logits, const int32_t *targets, long N, long V);
 void zt_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *targets, long N, long V,
                                float dloss);
+/* dst may be (uint16_t *)src (in-place compaction): each chunk is loaded before its store,
+ * and a store at bytes [2i, 2i + 2w) never reaches bytes a later chunk reads ([4j, ...), j >= i + w). */
 void zt_bf16_round(const float *src, uint16_t *dst, long n);
 void zt_bf16_widen(const uint16_t *src, float *dst, long n);
 void zt_bf16_quantize(float *buf, long n);
