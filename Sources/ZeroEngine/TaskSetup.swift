@@ -29,7 +29,7 @@ extension TrainingConfig {
         case .lm:
             guard loss == .crossEntropy else { throw ConfigError("--task lm trains with cross_entropy only, not --loss \(loss)") }
             guard labelSmoothing == 0 else { throw ConfigError("--label-smoothing applies to --task classify, not lm") }
-            guard dropout == 0 else { throw ConfigError("--dropout applies to the feature MLP (--task classify|contrastive), not lm") }
+            guard dropout == 0 || model == .mlp else { throw ConfigError("--dropout applies to the mlp model; \(model) has no dropout (use --dropout 0)") }
         case .classify, .contrastive:
             guard model == .mlp else { throw ConfigError("--task \(task) needs --model mlp, not \(model)") }
             let contrastive: Set<LossName> = [.infonce, .triplet]

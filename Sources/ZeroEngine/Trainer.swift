@@ -135,5 +135,6 @@ func makeModel(_ config: TrainingConfig, data: any MicroBatchSource, ledger: Mem
                    precision: config.isBF16 ? .bf16 : .fp32, recompute: config.recompute)
     }
     return MLP(vocabularySize: 256, hiddenWidths: [256, 256], batchSize: config.microBatch,
-               sequenceLength: config.seqLen, ledger: ledger, precision: config.isBF16 ? .bf16 : .fp32, norm: config.norm)
+               sequenceLength: config.seqLen, ledger: ledger, precision: config.isBF16 ? .bf16 : .fp32, norm: config.norm,
+               dropout: Float(config.dropout))
 }

@@ -257,7 +257,7 @@ extension TrainingOption {
                Accepted("a number from 0.001 to 100") { $0 >= 0.001 && $0 <= 100 }, "Temperature of the infonce loss."),
         option("margin", \.margin, manifest: "margin", .positive, "Margin of the triplet loss (p = 2, as TripletMarginLoss)."),
         option("dropout", \.dropout, manifest: "dropout", .belowOne,
-               "Dropout on the feature MLP's hidden activations, as torch.nn.Dropout(p) after each ReLU; masks keyed by (seed, step, micro-batch, layer); off in evaluation (classify/contrastive)."),
+               "Dropout on the mlp model's hidden activations (token and feature MLP), as torch.nn.Dropout(p) after each ReLU; masks keyed by (seed, step, micro-batch, layer); off in evaluation."),
     ]
 }
 

@@ -39,7 +39,7 @@ public final class FeatureMLP: FeatureModel, NormalizedModel, @unchecked Sendabl
     /// Dropout probability on every hidden activation (after its ReLU), as `torch.nn.Dropout(p)`:
     /// kept values are scaled by 1 / (1 - p). Only training micro-batches (step >= 0) drop.
     public let dropout: Float
-    private var dropoutKey: (seed: UInt64, step: Int, microBatch: Int)? = nil
+    private var dropoutKey: Dropout.Key? = nil
 
     public init(featureCount: Int, hiddenWidths: [Int], outputs: Int, examples: Int, objective: Objective,
                 ledger: MemoryLedger?, precision: ComputePrecision = .fp32, dropout: Float = 0, norm: NormKind = .none) {
@@ -105,15 +105,7 @@ public final class FeatureMLP: FeatureModel, NormalizedModel, @unchecked Sendabl
     }
 
     public func setBatchKey(seed: UInt64, step: Int, microBatch g: Int) {
-        dropoutKey = dropout > 0 && step >= 0 ? (seed, step, g) : nil
-    }
-
-    /// Which of hidden layer k's `count` activations (row-major [rows, width]) micro-batch g of
-    /// `step` keeps: uniform u >= p, u from SplitMix64 keyed by (seed ^ "DROP", step, g, k) in
-    /// element order. The same on every rank, so dropout keeps the determinism contract.
-    public static func keepMask(seed: UInt64, step: Int, microBatch g: Int, layer k: Int, count: Int, p: Float) -> [Bool] {
-        var rng = SeededGenerator(seed: seed ^ 0x4452_4F50, keys: [UInt64(truncatingIfNeeded: step), UInt64(truncatingIfNeeded: g), UInt64(k)])
-        return (0..<count).map { _ in rng.nextUniform() >= Double(p) }
+        dropoutKey = Dropout.Key(p: dropout, seed: seed, step: step, microBatch: g)
     }
 
     /// Token batches do not apply: the data source writes `inputRows` and `inputLabels`.
@@ -130,11 +122,7 @@ public final class FeatureMLP: FeatureModel, NormalizedModel, @unchecked Sendabl
         if k < n {
             guard norms.forward(layer: k, values: out, weight: w + (inW + 1) * outW) else { return }
             Kernels.reluForward(out: out, inp: out, count: rows * outW)
-            if let key = dropoutKey {
-                let keep = FeatureMLP.keepMask(seed: key.seed, step: key.step, microBatch: key.microBatch, layer: k, count: rows * outW, p: dropout)
-                let scale = 1 / (1 - dropout)
-                for i in 0 ..< rows * outW { out[i] = keep[i] ? out[i] * scale : 0 }
-            }
+            if let key = dropoutKey { Dropout.forward(out, count: rows * outW, layer: k, key: key, p: dropout) }
         } else {
             for b in 0..<examples where objective.isContrastive == false {
                 precondition(labels.pointer[b] >= 0 && Int(labels.pointer[b]) < outputWidth, "label out of range")
@@ -160,12 +148,8 @@ public final class FeatureMLP: FeatureModel, NormalizedModel, @unchecked Sendabl
             }
         } else {
             d = scratch(k)
-            // The stored output is relu(z) x mask / (1 - p): positive exactly where both let the gradient through.
             Kernels.reluBackward(dinp: d, out: a + hiddenOffsets[k], dout: d, count: rows * outW)
-            if dropoutKey != nil {
-                let scale = 1 / (1 - dropout)
-                for i in 0 ..< rows * outW { d[i] *= scale }
-            }
+            if dropoutKey != nil { Dropout.backward(d, count: rows * outW, p: dropout) }
             guard norms.backward(layer: k, gradient: d, weight: w + (inW + 1) * outW, dweight: g + (inW + 1) * outW) else { return }
         }
         let inp = k == 0 ? a + inputOffset : a + hiddenOffsets[k - 1]

@@ -7,9 +7,10 @@ import ZeroTensor
 /// followed by mean cross-entropy. One unit per layer ("layers.k.weight" [in, out],
 /// "layers.k.bias" [out]); op k = layer k. Same calling order and threading rule as `GPT`.
 /// With a norm (`norms`, docs/normalization.md) each hidden layer is Linear -> norm -> ReLU and
-/// its unit also holds "layers.k.norm.weight" and "layers.k.norm.bias" [out].
+/// its unit also holds "layers.k.norm.weight" and "layers.k.norm.bias" [out]. With `dropout`
+/// p > 0 every hidden activation is dropped after its ReLU (`Dropout`, as in the feature MLP).
 /// Sendable only to be handed to a rank thread: all use is from one thread at a time, never concurrent.
-public final class MLP: NormalizedModel, @unchecked Sendable {
+public final class MLP: NormalizedModel, MicroBatchKeyed, @unchecked Sendable {
     public let layout: ParameterLayout
     public let vocabularySize: Int
     public let hiddenWidths: [Int]
@@ -31,10 +32,15 @@ public final class MLP: NormalizedModel, @unchecked Sendable {
     private let scratchOffsets: (Int, Int)
     private let floats: FlatBuffer<Float>
     private let ids: FlatBuffer<Int32>
+    /// Dropout probability after each hidden ReLU, as `torch.nn.Dropout(p)`; training micro-batches only.
+    public let dropout: Float
+    private var dropoutKey: Dropout.Key? = nil
 
     public init(vocabularySize: Int, hiddenWidths: [Int], batchSize: Int, sequenceLength: Int, ledger: MemoryLedger?,
-                precision: ComputePrecision = .fp32, norm: NormKind = .none) {
+                precision: ComputePrecision = .fp32, norm: NormKind = .none, dropout: Float = 0) {
         precondition(!hiddenWidths.isEmpty && hiddenWidths.allSatisfy { $0 > 0 }, "MLP needs at least one positive hidden width")
+        precondition(dropout >= 0 && dropout < 1, "dropout must be in [0, 1)")
+        self.dropout = dropout
         self.vocabularySize = vocabularySize
         self.precision = precision
         matmul = Matmul(precision)
@@ -115,6 +121,10 @@ public final class MLP: NormalizedModel, @unchecked Sendable {
         }
     }
 
+    public func setBatchKey(seed: UInt64, step: Int, microBatch g: Int) {
+        dropoutKey = Dropout.Key(p: dropout, seed: seed, step: step, microBatch: g)
+    }
+
     public func forward(op k: Int, weights: [UnsafeBufferPointer<Float>?]) {
         let N = batchSize * sequenceLength, n = hiddenWidths.count
         let a = floats.pointer.baseAddress!, tokens = UnsafePointer(ids.pointer.baseAddress!)
@@ -132,11 +142,13 @@ public final class MLP: NormalizedModel, @unchecked Sendable {
                 guard norms.forward(layer: 0, values: h, weight: bias + outW) else { return }
                 Kernels.reluForward(out: h, inp: h, count: N * outW)
             }
+            if let key = dropoutKey { Dropout.forward(h, count: N * outW, layer: 0, key: key, p: dropout) }
         } else if k < n {
             let h = a + hiddenOffsets[k]
             Kernels.linearForward(out: h, inp: a + hiddenOffsets[k - 1], weight: w, bias: bias, N: N, C: inW, OC: outW, matmul: matmul)
             guard norms.forward(layer: k, values: h, weight: bias + outW) else { return }
             Kernels.reluForward(out: h, inp: h, count: N * outW)
+            if let key = dropoutKey { Dropout.forward(h, count: N * outW, layer: k, key: key, p: dropout) }
         } else {
             Kernels.linearForward(out: a + logitsOffset, inp: a + hiddenOffsets[k - 1], weight: w, bias: bias, N: N, C: inW, OC: outW, matmul: matmul)
             loss = Kernels.crossEntropyForward(losses: a + lossesOffset, logits: a + logitsOffset, targets: tokens + N, N: N, V: vocabularySize)
@@ -157,6 +169,7 @@ public final class MLP: NormalizedModel, @unchecked Sendable {
         } else {
             let d = scratch(k), h = a + hiddenOffsets[k]
             Kernels.reluBackward(dinp: d, out: h, dout: d, count: N * outW)
+            if dropoutKey != nil { Dropout.backward(d, count: N * outW, p: dropout) }
             guard norms.backward(layer: k, gradient: d, weight: w + (inW + 1) * outW, dweight: g + (inW + 1) * outW) else { return }
             if k == 0 {
                 Kernels.encoderBackward(dwte: g, dwpe: nil, dout: d, tokens: tokens, B: 1, T: N, C: outW)

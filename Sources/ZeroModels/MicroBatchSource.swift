@@ -28,12 +28,13 @@ extension TokenDataset: MicroBatchSource {
         fill(step: step, microBatch: g, seed: seed, batchSize: batchSize, sequenceLength: sequenceLength, tokens: tokens, targets: targets)
         model.setBatch(tokens: UnsafeBufferPointer(tokens), targets: UnsafeBufferPointer(targets),
                        batchSize: batchSize, sequenceLength: sequenceLength)
+        (model as? any MicroBatchKeyed)?.setBatchKey(seed: seed, step: step, microBatch: g)
     }
 }
 
 /// A model over feature rows (the classifier and embedding MLP): the data source writes its
 /// input rows and labels in place before the forward.
-public protocol FeatureModel: TrainableModel {
+public protocol FeatureModel: TrainableModel, MicroBatchKeyed {
     /// Features per row (F).
     var featureCount: Int { get }
     /// Views per example: 1 (classify), 2 (contrastive: rows b and B + b are two views of example b).
@@ -47,6 +48,4 @@ public protocol FeatureModel: TrainableModel {
     /// The outputs [views x B, outputs] after the last forward op (logits or embeddings).
     var outputs: UnsafeBufferPointer<Float> { get }
     var outputWidth: Int { get }
-    /// Names the micro-batch about to run (dropout masks are keyed by it; step < 0: evaluation).
-    func setBatchKey(seed: UInt64, step: Int, microBatch g: Int)
 }

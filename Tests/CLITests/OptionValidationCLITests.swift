@@ -107,7 +107,7 @@ import ZeroEngine
         (["--model", "mlp", "--task", "contrastive", "--loss", "focal"], "--loss focal does not apply to --task contrastive"),
         (["--label-smoothing", "0.1"], "--label-smoothing applies to --task classify, not lm"),
         (["--model", "mlp", "--task", "classify", "--data", "/nonexistent.npy"], "/nonexistent.npy: no such file"),
-        (["--dropout", "0.1"], "--dropout applies to the feature MLP (--task classify|contrastive), not lm"),
+        (["--dropout", "0.1"], "--dropout applies to the mlp model; gpt-tiny has no dropout (use --dropout 0)"),
         (["--focal-alpha", "2"], "--focal-alpha must be a number in [0, 1], or -1 for no weighting, not '2'"),
     ])
     func reviewCasesGetOneClearLine(args: [String], message: String) throws {

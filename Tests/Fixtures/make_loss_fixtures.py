@@ -131,7 +131,7 @@ mlp_case("triplet", 8, 3, lambda h: F.triplet_margin_loss(h[:4], h[4:], h[4:].ro
 
 # Dropout (--dropout 0.3) on both hidden layers, cross_entropy: the keep masks are zero-train's,
 # SplitMix64 keyed by (seed ^ 0x44524F50, step, micro-batch, layer), u >= p in element order
-# (FeatureMLP.keepMask), here for seed 7, step 2, micro-batch 1; kept values scaled by 1 / (1 - p)
+# (Dropout.keepMask), here for seed 7, step 2, micro-batch 1; kept values scaled by 1 / (1 - p)
 # as torch.nn.functional.dropout does.
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -178,3 +178,36 @@ def dropout_mlp_case(name):
 dropout_mlp_case("dropout")
 save_file(feature_tensors, FEATURE_OUT, metadata={"generator": "Tests/Fixtures/make_loss_fixtures.py", "torch": torch.__version__})
 print(f"wrote {FEATURE_OUT}: {len(feature_tensors)} tensors")
+
+
+# The token MLP (`MLP`, --model mlp --task lm) with --dropout 0.3: layer 0 looks up the token's
+# row and adds the bias, then ReLU and dropout; layer 1 is Linear + ReLU + dropout; layer 2 a
+# Linear to V logits and mean cross-entropy over the B x T = 6 positions. Masks as above, for
+# seed 7, step 2, micro-batch 1, layers 0 and 1 ([6 positions, 6 units] each).
+TOKEN_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model", "token_mlp_dropout.safetensors")
+
+
+def token_mlp_dropout_case():
+    widths = [8, 6, 6, 8]
+    params = [(torch.randn(widths[k], widths[k + 1]) * 0.6).to(torch.float32) if i == 0 else (torch.randn(widths[k + 1]) * 0.1).to(torch.float32)
+              for k in range(3) for i in range(2)]
+    tokens = torch.tensor([1, 4, 0, 7, 3, 4])
+    targets = torch.tensor([4, 0, 7, 3, 4, 2])
+    masks = [keep_mask(7 ^ 0x44524F50, [2, 1, k], 6 * 6, P).reshape(6, 6) for k in range(2)]
+    leaves = [p.to(torch.float64).requires_grad_(True) for p in params]
+    h = torch.relu(leaves[0][tokens] + leaves[1]) * masks[0] / (1 - P)
+    h = torch.relu(h @ leaves[2] + leaves[3]) * masks[1] / (1 - P)
+    loss = F.cross_entropy(h @ leaves[4] + leaves[5], targets)
+    loss.backward()
+    out = {"tokens": tokens.to(torch.float32), "targets": targets.to(torch.float32),
+           "mask": torch.stack(masks).to(torch.float32), "loss": loss.detach().to(torch.float32).reshape(1)}
+    for k in range(3):
+        out[f"layers.{k}.weight"] = params[2 * k].contiguous()
+        out[f"layers.{k}.bias"] = params[2 * k + 1].contiguous()
+        out[f"grad.layers.{k}.weight"] = leaves[2 * k].grad.to(torch.float32).contiguous()
+        out[f"grad.layers.{k}.bias"] = leaves[2 * k + 1].grad.to(torch.float32).contiguous()
+    save_file(out, TOKEN_OUT, metadata={"generator": "Tests/Fixtures/make_loss_fixtures.py", "torch": torch.__version__})
+    print(f"wrote {TOKEN_OUT}: {len(out)} tensors")
+
+
+token_mlp_dropout_case()

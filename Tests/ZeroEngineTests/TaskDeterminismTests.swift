@@ -57,6 +57,27 @@ import ZeroModels
         }
     }
 
+    /// The token MLP (--task lm) with dropout, alone and under BatchNorm's extra passes (which rerun
+    /// forwards: the keyed masks must repeat): the same bits at every stage and rank count.
+    @Test(arguments: [NormKind.none, .batch])
+    func tokenMLPDropoutAgreesBitForBit(norm: NormKind) throws {
+        func config(_ stage: Int, dropout: Double = 0.2) -> TrainingConfig {
+            var c = tinyConfig(stage: stage, globalMicroBatches: 4, steps: 2)
+            c.model = .mlp
+            c.dropout = dropout
+            c.norm = norm
+            return c
+        }
+        let reference = try simulate(config(0), ranks: 1)
+        let plain = try simulate(config(0, dropout: 0), ranks: 1)
+        #expect(reference.paramsSHA256 != plain.paramsSHA256 && reference.losses.allSatisfy(\.isFinite))
+        for (stage, ranks) in [(0, 2), (1, 4), (2, 2), (3, 4)] {
+            let run = try simulate(config(stage), ranks: ranks)
+            #expect(bits(run.losses) == bits(reference.losses), "\(norm) stage \(stage) x \(ranks): losses differ")
+            #expect(run.paramsSHA256 == reference.paramsSHA256, "\(norm) stage \(stage) x \(ranks): master differs")
+        }
+    }
+
     @Test func lossesChangeTheRun() throws {
         let ce = try simulate(Self.config(task: .classify, loss: .crossEntropy, stage: 1), ranks: 2)
         let focal = try simulate(Self.config(task: .classify, loss: .focal, stage: 1), ranks: 2)
