@@ -106,69 +106,56 @@ import ZeroTensor
         }
     }
 
+    /// Checks a 3-layer MLP with dropout 0.3 against the torch fixture entries under `prefix`: the
+    /// keep masks of its 2 hidden layers ([rows x width] each, seed 7, step 2, micro-batch 1, as the
+    /// fixture script recomputes them), the loss, every gradient, and that evaluation (step < 0)
+    /// does not drop. The model's batch is already loaded.
+    func checkDropout(_ model: any TrainableModel & MicroBatchKeyed, _ file: SafeTensors, prefix: String, maskCount: Int) throws {
+        let masks = try file.floats("\(prefix)mask")
+        for k in 0..<2 {
+            let ours = Dropout.keepMask(seed: 7, step: 2, microBatch: 1, layer: k, count: maskCount, p: 0.3)
+            #expect(ours.map { $0 ? Float(1) : 0 } == Array(masks[(k * maskCount) ..< ((k + 1) * maskCount)]), "\(prefix) layer \(k) mask")
+        }
+        let values: [[Float]] = try (0..<3).map { try file.floats("\(prefix)layers.\($0).weight") + file.floats("\(prefix)layers.\($0).bias") }
+        let w = values.map { v in UnsafeMutableBufferPointer<Float>.allocate(capacity: v.count).initialized(from: v) }
+        let g = values.map { v in UnsafeMutableBufferPointer<Float>.allocate(capacity: v.count).initialized(repeating: 0) }
+        defer { (w + g).forEach { $0.deallocate() } }
+        let weights = w.map { Optional(UnsafeBufferPointer($0)) }, gradients = g.map { Optional($0) }
+        model.setBatchKey(seed: 7, step: -1, microBatch: 1)
+        for op in 0..<3 { model.forward(op: op, weights: weights) }
+        let evaluation = model.loss
+        model.setBatchKey(seed: 7, step: 2, microBatch: 1)
+        for op in 0..<3 { model.forward(op: op, weights: weights) }
+        close([model.loss], try file.floats("\(prefix)loss"), "\(prefix) loss")
+        #expect(evaluation != model.loss, "evaluation must not drop")
+        for op in (0..<3).reversed() { model.backward(op: op, weights: weights, gradients: gradients) }
+        for k in 0..<3 {
+            let ref = try file.floats("\(prefix)grad.layers.\(k).weight") + file.floats("\(prefix)grad.layers.\(k).bias")
+            close(Array(g[k]), ref, "\(prefix) gradient of layers.\(k)", tolerance: 1e-4)
+        }
+    }
+
     /// The token MLP's dropout (--model mlp --task lm --dropout 0.3) against torch: the same keyed
-    /// masks after the embedding's and the hidden layer's ReLU, loss and every gradient.
+    /// masks after the embedding's and the hidden layer's ReLU.
     @Test func tokenMLPDropoutMatchesTorch() throws {
         let file = try fixture("token_mlp_dropout.safetensors")
-        let masks = try file.floats("mask")
-        for k in 0..<2 {
-            let ours = Dropout.keepMask(seed: 7, step: 2, microBatch: 1, layer: k, count: 36, p: 0.3)
-            #expect(ours.map { $0 ? Float(1) : 0 } == Array(masks[(k * 36) ..< (k * 36 + 36)]), "layer \(k) mask")
-        }
         let model = MLP(vocabularySize: 8, hiddenWidths: [6, 6], batchSize: 2, sequenceLength: 3, ledger: nil, dropout: 0.3)
         let tokens = try file.floats("tokens").map { Int32($0) }, targets = try file.floats("targets").map { Int32($0) }
         tokens.withUnsafeBufferPointer { t in
             targets.withUnsafeBufferPointer { model.setBatch(tokens: t, targets: $0, batchSize: 2, sequenceLength: 3) }
         }
-        let values: [[Float]] = try (0..<3).map { try file.floats("layers.\($0).weight") + file.floats("layers.\($0).bias") }
-        let w = values.map { v in UnsafeMutableBufferPointer<Float>.allocate(capacity: v.count).initialized(from: v) }
-        let g = values.map { v in UnsafeMutableBufferPointer<Float>.allocate(capacity: v.count).initialized(repeating: 0) }
-        defer { (w + g).forEach { $0.deallocate() } }
-        let weights = w.map { Optional(UnsafeBufferPointer($0)) }, gradients = g.map { Optional($0) }
-        model.setBatchKey(seed: 7, step: -1, microBatch: 1)
-        for op in 0..<3 { model.forward(op: op, weights: weights) }
-        let evaluation = model.loss
-        model.setBatchKey(seed: 7, step: 2, microBatch: 1)
-        for op in 0..<3 { model.forward(op: op, weights: weights) }
-        close([model.loss], try file.floats("loss"), "token dropout: loss")
-        #expect(evaluation != model.loss, "evaluation must not drop")
-        for op in (0..<3).reversed() { model.backward(op: op, weights: weights, gradients: gradients) }
-        for k in 0..<3 {
-            let ref = try file.floats("grad.layers.\(k).weight") + file.floats("grad.layers.\(k).bias")
-            close(Array(g[k]), ref, "token dropout: gradient of layers.\(k)", tolerance: 1e-4)
-        }
+        try checkDropout(model, file, prefix: "", maskCount: 36)
     }
 
-    /// Dropout: our keep masks (the fixture recomputes them from the same SplitMix64 keys) and
-    /// the forward and backward through them, against torch; evaluation (step < 0) does not drop.
+    /// The feature MLP's dropout: our keep masks (the fixture recomputes them from the same
+    /// SplitMix64 keys) and the forward and backward through them, against torch.
     @Test func dropoutMatchesTorch() throws {
         let file = try fixture("feature_mlp.safetensors")
-        let masks = try file.floats("dropout.mask")
-        for k in 0..<2 {
-            let ours = Dropout.keepMask(seed: 7, step: 2, microBatch: 1, layer: k, count: 48, p: 0.3)
-            #expect(ours.map { $0 ? Float(1) : 0 } == Array(masks[(k * 48) ..< (k * 48 + 48)]), "layer \(k) mask")
-        }
         let model = FeatureMLP(featureCount: 5, hiddenWidths: [8, 8], outputs: 4, examples: 6,
                                objective: .crossEntropy(labelSmoothing: 0), ledger: nil, dropout: 0.3)
         _ = model.inputRows.update(fromContentsOf: try file.floats("dropout.x"))
         _ = model.inputLabels.update(fromContentsOf: try file.floats("labels").map { Int32($0) })
-        let values: [[Float]] = try (0..<3).map { try file.floats("dropout.layers.\($0).weight") + file.floats("dropout.layers.\($0).bias") }
-        let w = values.map { v in UnsafeMutableBufferPointer<Float>.allocate(capacity: v.count).initialized(from: v) }
-        let g = values.map { v in UnsafeMutableBufferPointer<Float>.allocate(capacity: v.count).initialized(repeating: 0) }
-        defer { (w + g).forEach { $0.deallocate() } }
-        let weights = w.map { Optional(UnsafeBufferPointer($0)) }, gradients = g.map { Optional($0) }
-        model.setBatchKey(seed: 7, step: -1, microBatch: 1)
-        for op in 0..<3 { model.forward(op: op, weights: weights) }
-        let evaluation = model.loss
-        model.setBatchKey(seed: 7, step: 2, microBatch: 1)
-        for op in 0..<3 { model.forward(op: op, weights: weights) }
-        close([model.loss], try file.floats("dropout.loss"), "dropout: loss")
-        #expect(evaluation != model.loss, "evaluation must not drop")
-        for op in (0..<3).reversed() { model.backward(op: op, weights: weights, gradients: gradients) }
-        for k in 0..<3 {
-            let ref = try file.floats("dropout.grad.layers.\(k).weight") + file.floats("dropout.grad.layers.\(k).bias")
-            close(Array(g[k]), ref, "dropout: gradient of layers.\(k)", tolerance: 1e-4)
-        }
+        try checkDropout(model, file, prefix: "dropout.", maskCount: 48)
     }
 
     @Test func syntheticSetIsImbalancedAndSeeded() {
