@@ -45,7 +45,7 @@ extension Trainer {
             var gradient: [Float] = []
             gradient.reserveCapacity(candidate.count)
             for unit in self.units { gradient += unit.averageGradient(over: self.globalMicroBatches) }
-            let norm = try GlobalNorm.norm(unitShards: self.units.map(\.ownedGradient), shardCounts: self.units.map(\.shardCounts), communicator: self.communicator)
+            let norm = try self.gradientNorm()
             guard loss.isFinite && norm.isFinite else {
                 throw TrainingError("non-finite \(loss.isFinite ? "gradient" : "loss") in L-BFGS evaluation \(lbfgs.evaluations - evaluationsBefore + 1) of step \(self.step + 1); L-BFGS skips no steps: lower --lr or use --line-search strong_wolfe")
             }

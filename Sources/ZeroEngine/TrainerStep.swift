@@ -26,7 +26,7 @@ extension Trainer {
         let losses = try stepMicroBatches()
         let loss = try globalMeanLoss(losses)
         let gradients = units.map { $0.averageGradient(over: globalMicroBatches) }
-        let norm = try GlobalNorm.norm(unitShards: units.map(\.ownedGradient), shardCounts: units.map(\.shardCounts), communicator: communicator)
+        let norm = try gradientNorm()
         let clip = try GlobalNorm.clip(gradients, norm: norm, maxNorm: config.clip > 0 ? Float(config.clip) : .infinity)
         let lr = schedule.learningRate(at: step)
         let applied = try admitUpdate(normIsFinite: clip.isFinite, lossIsFinite: loss.isFinite)
@@ -45,6 +45,11 @@ extension Trainer {
         return StepRecord(step: step, loss: loss, learningRate: lr, gradNormPreclip: norm, skipped: !applied,
                           tokens: globalMicroBatches * config.microBatch * config.rowLength,
                           seconds: (ContinuousClock.now - start).seconds, nonFiniteWeights: nonFinite)
+    }
+
+    /// The global norm of the averaged gradient, over every unit's owned (possibly uneven) shard.
+    func gradientNorm() throws -> Double {
+        try GlobalNorm.norm(unitShards: units.map(\.ownedGradient), shardCounts: units.map(\.shardCounts), communicator: communicator)
     }
 
     /// Loads micro-batch g of `step` from `data` and runs the forward over every op, each with

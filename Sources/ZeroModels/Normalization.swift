@@ -106,31 +106,27 @@ public final class HiddenNorms: @unchecked Sendable {
     public func forward(layer k: Int, values h: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>) -> Bool {
         guard kind != .none else { return true }
         let C = widths[k], N = rows, s = saved[k].pointer.baseAddress!
-        switch kind {
-        case .none:
-            return true
-        case .layer:
+        if kind == .layer {
             s.update(from: h, count: N * C)
             Kernels.layerNormForward(out: h, mean: rowMean[k].pointer.baseAddress!, rstd: rowRstd[k].pointer.baseAddress!,
                                      inp: s, weight: weight, bias: weight + C, N: N, C: C)
             return true
-        case .batch:
-            if case .forwardStatistics(let j) = phase, j == k {
-                partial = [Double](repeating: 0, count: 2 * C)
-                partial.withUnsafeMutableBufferPointer {
-                    BatchNorm.partialStatistics(inp: h, N: N, C: C, mean: $0.baseAddress!, m2: $0.baseAddress! + C)
-                }
-                return false
-            }
-            if phase == .eval {
-                let m = runningMean[k].map(Double.init)
-                let r = runningVariance[k].map { 1 / (Double($0) + BatchNorm.epsilon).squareRoot() }
-                BatchNorm.forward(out: h, xhat: s, inp: h, mean: m, rstd: r, weight: weight, bias: weight + C, N: N, C: C)
-            } else {
-                BatchNorm.forward(out: h, xhat: s, inp: h, mean: mean[k], rstd: rstd[k], weight: weight, bias: weight + C, N: N, C: C)
-            }
-            return true
         }
+        if case .forwardStatistics(let j) = phase, j == k {
+            partial = [Double](repeating: 0, count: 2 * C)
+            partial.withUnsafeMutableBufferPointer {
+                BatchNorm.partialStatistics(inp: h, N: N, C: C, mean: $0.baseAddress!, m2: $0.baseAddress! + C)
+            }
+            return false
+        }
+        if phase == .eval {
+            let m = runningMean[k].map(Double.init)
+            let r = runningVariance[k].map { 1 / (Double($0) + BatchNorm.epsilon).squareRoot() }
+            BatchNorm.forward(out: h, xhat: s, inp: h, mean: m, rstd: r, weight: weight, bias: weight + C, N: N, C: C)
+        } else {
+            BatchNorm.forward(out: h, xhat: s, inp: h, mean: mean[k], rstd: rstd[k], weight: weight, bias: weight + C, N: N, C: C)
+        }
+        return true
     }
 
     /// Backward of layer k's norm in place on d [rows, C] (the gradient of its output in, of its
@@ -140,29 +136,25 @@ public final class HiddenNorms: @unchecked Sendable {
                          dweight: UnsafeMutablePointer<Float>) -> Bool {
         guard kind != .none else { return true }
         let C = widths[k], N = rows, s = saved[k].pointer.baseAddress!
-        switch kind {
-        case .none:
-            return true
-        case .layer:
+        if kind == .layer {
             let dx = scratch!.pointer.baseAddress!
             dx.update(repeating: 0, count: N * C)
             Kernels.layerNormBackward(dinp: dx, dweight: dweight, dbias: dweight + C, dout: d, inp: s, weight: weight,
                                       mean: rowMean[k].pointer.baseAddress!, rstd: rowRstd[k].pointer.baseAddress!, N: N, C: C)
             d.update(from: dx, count: N * C)
             return true
-        case .batch:
-            precondition(phase != .eval, "BatchNorm backward in evaluation mode")
-            if case .backwardStatistics(let j) = phase, j == k {
-                partial = [Double](repeating: 0, count: 2 * C)
-                partial.withUnsafeMutableBufferPointer {
-                    BatchNorm.partialGradientSums(dout: d, xhat: s, N: N, C: C, sumDout: $0.baseAddress!, sumDoutXhat: $0.baseAddress! + C)
-                }
-                return false
-            }
-            BatchNorm.backward(dinp: d, dweight: dweight, dbias: dweight + C, dout: d, xhat: s, weight: weight,
-                               rstd: rstd[k], meanDout: meanDout[k], meanDoutXhat: meanDoutXhat[k], N: N, C: C)
-            return true
         }
+        precondition(phase != .eval, "BatchNorm backward in evaluation mode")
+        if case .backwardStatistics(let j) = phase, j == k {
+            partial = [Double](repeating: 0, count: 2 * C)
+            partial.withUnsafeMutableBufferPointer {
+                BatchNorm.partialGradientSums(dout: d, xhat: s, N: N, C: C, sumDout: $0.baseAddress!, sumDoutXhat: $0.baseAddress! + C)
+            }
+            return false
+        }
+        BatchNorm.backward(dinp: d, dweight: dweight, dbias: dweight + C, dout: d, xhat: s, weight: weight,
+                           rstd: rstd[k], meanDout: meanDout[k], meanDoutXhat: meanDoutXhat[k], N: N, C: C)
+        return true
     }
 
     /// Running statistics as checkpoint buffers: ("layers.k.norm.running_mean" | "running_var", values).

@@ -8,14 +8,9 @@ import ZeroTensor
 /// partial statistics and gradient sums are computed alone and combined in part order, as the
 /// trainer combines micro-batches; the result must be torch's on the whole batch.
 @Suite struct BatchNormKernelTests {
-    @Test func partsCombinedInOrderMatchTorchOnTheWholeBatch() throws {
-        let file = try fixture("batchnorm.safetensors")
-        let parts = meta(file, "parts")
-        let x = try file.floats("x"), dy = try file.floats("dy")
-        let weight = try file.floats("weight"), bias = try file.floats("bias")
-        let C = weight.count, M = x.count / C, N = M / parts
-        #expect(M == 24 && C == 5 && N * parts == M)
-
+    /// The statistics of `x` ([parts x rows, C]) computed part by part and combined in part
+    /// order, as the trainer combines micro-batches.
+    static func combined(_ x: [Float], parts: Int, rows N: Int, channels C: Int) -> BatchNormStatistics {
         var stats = BatchNormStatistics(channels: C)
         for p in 0..<parts {
             var part = [Double](repeating: 0, count: 2 * C)
@@ -24,6 +19,18 @@ import ZeroTensor
                 stats.add(rows: N, mean: UnsafeBufferPointer(rebasing: b[0 ..< C]), m2: UnsafeBufferPointer(rebasing: b[C ..< 2 * C]))
             }
         }
+        return stats
+    }
+
+    @Test func partsCombinedInOrderMatchTorchOnTheWholeBatch() throws {
+        let file = try fixture("batchnorm.safetensors")
+        let parts = meta(file, "parts")
+        let x = try file.floats("x"), dy = try file.floats("dy")
+        let weight = try file.floats("weight"), bias = try file.floats("bias")
+        let C = weight.count, M = x.count / C, N = M / parts
+        #expect(M == 24 && C == 5 && N * parts == M)
+
+        let stats = Self.combined(x, parts: parts, rows: N, channels: C)
         #expect(stats.count == M)
         let mean = stats.mean, rstd = stats.rstd
         var y = [Float](repeating: 0, count: M * C), xhat = y
@@ -80,14 +87,7 @@ import ZeroTensor
         let x: [Float] = (0 ..< parts * N * C).map { i in i % 2 == 0 ? Float(i) * 0.25 : 10_000 + Float(i % 7) * 1e-2 }
         var whole = [Double](repeating: 0, count: 2 * C)
         whole.withUnsafeMutableBufferPointer { BatchNorm.partialStatistics(inp: x, N: parts * N, C: C, mean: $0.baseAddress!, m2: $0.baseAddress! + C) }
-        var stats = BatchNormStatistics(channels: C)
-        for p in 0..<parts {
-            var part = [Double](repeating: 0, count: 2 * C)
-            part.withUnsafeMutableBufferPointer { b in
-                BatchNorm.partialStatistics(inp: Array(x[p * N * C ..< (p + 1) * N * C]), N: N, C: C, mean: b.baseAddress!, m2: b.baseAddress! + C)
-                stats.add(rows: N, mean: UnsafeBufferPointer(rebasing: b[0 ..< C]), m2: UnsafeBufferPointer(rebasing: b[C ..< 2 * C]))
-            }
-        }
+        let stats = Self.combined(x, parts: parts, rows: N, channels: C)
         for c in 0..<C {
             #expect(abs(stats.mean[c] - whole[c]) <= 1e-12 * abs(whole[c]))
             #expect(abs(stats.m2[c] - whole[C + c]) <= 1e-9 * whole[C + c])
