@@ -77,14 +77,6 @@ extension Trainer {
         return try (0..<accumulationSteps).map { try microBatch(accumulationStep: $0) }
     }
 
-    /// The forward of ops 0...last over the loaded micro-batch, each op's units unsharded.
-    private func forwardThrough(op last: Int) throws {
-        for op in 0...last {
-            try model.forward(op: op, weights: unshard(op: op))
-            reshard(op: op)
-        }
-    }
-
     /// Runs `pass` on each of this rank's micro-batches (loaded first) and returns the partials
     /// (2C values each) the norms recorded, all-gathered and put in g order.
     private func combinedPartials(_ norms: HiddenNorms, channels C: Int, _ pass: () throws -> Void) throws -> [[Double]] {
@@ -93,8 +85,7 @@ extension Trainer {
         local.reserveCapacity(a * 2 * C)
         for step in 0..<a {
             let g = step * n + rank
-            try dataset.load(step: self.step, microBatch: g, seed: config.seed, batchSize: config.microBatch,
-                             sequenceLength: config.rowLength, into: model, tokens: tokens.pointer, targets: targets.pointer)
+            try load(microBatch: g, of: self.step, in: dataset)
             try pass()
             precondition(norms.partial.count == 2 * C, "the pass did not reach its BatchNorm layer")
             local += norms.partial

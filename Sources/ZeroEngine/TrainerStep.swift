@@ -55,13 +55,23 @@ extension Trainer {
     /// Loads micro-batch g of `step` from `data` and runs the forward over every op, each with
     /// its unit's weights gathered; returns the loss.
     func forward(microBatch g: Int, of step: Int, in data: any MicroBatchSource) throws -> Float {
+        try load(microBatch: g, of: step, in: data)
+        try forwardThrough(op: opUnits.count - 1)
+        return model.loss
+    }
+
+    /// Loads micro-batch g of `step` from `data` into the model.
+    func load(microBatch g: Int, of step: Int, in data: any MicroBatchSource) throws {
         try data.load(step: step, microBatch: g, seed: config.seed, batchSize: config.microBatch, sequenceLength: config.rowLength,
                       into: model, tokens: tokens.pointer, targets: targets.pointer)
-        for op in opUnits.indices {
+    }
+
+    /// The forward of ops 0...last over the loaded micro-batch, each op's units unsharded.
+    func forwardThrough(op last: Int) throws {
+        for op in 0...last {
             try model.forward(op: op, weights: unshard(op: op))
             reshard(op: op)
         }
-        return model.loss
     }
 
     /// Forward and backward of micro-batch g = a * ranks + rank; returns its loss.
