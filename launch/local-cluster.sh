@@ -152,6 +152,8 @@ threads=$(( cores / ranks )); [ "$threads" -lt 1 ] && threads=1
 # should yield their core soon, which they cannot tell from their per-host rank count.
 spins=()
 [ "$ranks" -gt "$cores" ] && [ -z "${ZT_COMM_SPINS:-}" ] && spins=(-x ZT_COMM_SPINS=16)
+# zero-train's tuning variables (ZT_*) reach every rank, as mpirun -x would pass them.
+for v in $(compgen -e | grep '^ZT_' || true); do spins+=(-x "$v"); done
 # mpirun runs on host 0, like a job launched from the first node.
 ip netns exec "${tag}h0" unshare --uts -- /bin/sh -c 'hostname "$0" && exec "$@"' "${tag}-h0" \
     mpirun --allow-run-as-root -n "$ranks" --hostfile "$work/hostfile" --map-by slot --bind-to none \

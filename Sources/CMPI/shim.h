@@ -17,4 +17,7 @@ static inline MPI_Errhandler zt_errors_return(void) { return MPI_ERRORS_RETURN; 
 static inline int zt_success(void) { return MPI_SUCCESS; }
 static inline MPI_Status *zt_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
 static inline int zt_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
+static inline int zt_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
 static inline int zt_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
+static inline int zt_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
+static inline MPI_Info zt_info_null(void) { return MPI_INFO_NULL; }

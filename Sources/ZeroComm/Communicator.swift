@@ -86,4 +86,37 @@ public protocol Communicator: AnyObject, Sendable {
     /// Ends the whole job (every rank) with a one-line message and a non-zero exit:
     /// `MPI_Abort` under MPI, `exit(1)` of the process in simulation.
     func abort(_ message: String) -> Never
+
+    /// Starts `collective` (a call of this communicator's collectives) and returns at once
+    /// where the communicator has a communication thread (`TimedCommunicator` with
+    /// overlap), else runs it now. Collectives run one at a time in issue order, so every
+    /// rank's sequence is the same as if they were called in place; the buffers `collective`
+    /// reads and writes must stay untouched until `wait` returns for its ticket.
+    func issue(_ collective: @escaping (any Communicator) throws -> Void) -> CommTicket
+    /// Blocks until the ticket's collective is done; rethrows its error.
+    func wait(_ ticket: CommTicket) throws
+}
+
+extension Communicator {
+    public func issue(_ collective: @escaping (any Communicator) throws -> Void) -> CommTicket {
+        do { try collective(self) } catch { return CommTicket(finishedWith: error) }
+        return CommTicket(finishedWith: nil)
+    }
+    public func wait(_ ticket: CommTicket) throws {
+        precondition(ticket.isDone, "wait on a ticket of another communicator")
+        if let error = ticket.error { throw error }
+    }
+}
+
+/// A collective issued ahead of the point that needs its result (`Communicator.issue`).
+/// Sendable because its two fields are written once, by the communication thread under
+/// its communicator's lock, before `isDone` is set and read after it.
+public final class CommTicket: @unchecked Sendable {
+    public internal(set) var isDone: Bool
+    public internal(set) var error: (any Error)?
+    init() { isDone = false }
+    public init(finishedWith error: (any Error)?) {
+        isDone = true
+        self.error = error
+    }
 }

@@ -18,8 +18,9 @@ import ZeroTensor
 /// `zero-train: rank R: <collective> timed out after Ns waiting for rank(s) Q` and
 /// aborts the job, since a peer that never arrives cannot be recovered from.
 ///
-/// Thread use: MPI is initialized FUNNELED; call collectives from one thread.
-/// Sendable because all mutable state (buffers, counters) is used only from that one thread.
+/// Thread use: MPI is initialized SERIALIZED; call collectives from one thread at a time
+/// (the rank's main thread, or its `TimedCommunicator` communication thread with overlap).
+/// Sendable because all mutable state (buffers, counters) is used by one thread at a time.
 public final class MPICommunicator: Communicator, @unchecked Sendable {
     public let rank: Int
     public let size: Int
@@ -43,6 +44,19 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     /// more ranks than it has cores (a peer needs the core to make progress), many
     /// otherwise (a yield can hand the core to an unrelated process for a time slice).
     private let spinsBeforeYield: Int
+    /// Set by an overlapping `TimedCommunicator`: its communication thread shares the cores
+    /// with the rank's compute, so a wait polls a few times and then sleeps 50 us between
+    /// polls instead of spinning (Open MPI's TCP transport only moves data inside MPI
+    /// calls, and the kernel's socket buffers hold far more than 50 us of a link's bytes).
+    public var sleepsWhilePolling = false
+    /// Whether the ranks run on more than one host (MPI_COMM_TYPE_SHARED groups fewer than all).
+    public private(set) var spansHosts = false
+    /// Whether the MPI library granted SERIALIZED, which a communication thread needs.
+    public var allowsCommunicationThread: Bool {
+        var provided: Int32 = 0
+        MPI_Query_thread(&provided)
+        return provided >= zt_thread_serialized()
+    }
 
     private static let headerTag: Int32 = 7001
     private static let dataTag: Int32 = 7002
@@ -53,14 +67,14 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         return ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"].contains { env[$0] != nil }
     }
 
-    /// Initializes MPI (FUNNELED) once per process and returns a communicator over
+    /// Initializes MPI (SERIALIZED: the communication thread calls it) once per process and returns a communicator over
     /// COMM_WORLD with errors returned, not fatal. Without a launcher it is a group of one.
     public static func start(timeout: Duration = .seconds(300)) throws -> MPICommunicator {
         var initialized: Int32 = 0
         MPI_Initialized(&initialized)
         if initialized == 0 {
             var provided: Int32 = 0
-            let rc = MPI_Init_thread(nil, nil, zt_thread_funneled(), &provided)
+            let rc = MPI_Init_thread(nil, nil, zt_thread_serialized(), &provided)
             if rc != zt_success() { throw CommunicatorError("MPI_Init_thread failed with code \(rc)") }
         }
         let world = zt_comm_world()
@@ -68,7 +82,16 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         var r: Int32 = 0, n: Int32 = 0
         try check(MPI_Comm_rank(world, &r), "MPI_Comm_rank")
         try check(MPI_Comm_size(world, &n), "MPI_Comm_size")
-        return MPICommunicator(comm: world!, rank: Int(r), size: Int(n), timeout: timeout)
+        // The ranks sharing this node's memory: fewer than all means the job spans hosts.
+        var node: MPI_Comm? = nil
+        var local: Int32 = n
+        if MPI_Comm_split_type(world, zt_comm_type_shared(), r, zt_info_null(), &node) == zt_success() {
+            MPI_Comm_size(node, &local)
+            MPI_Comm_free(&node)
+        }
+        let communicator = MPICommunicator(comm: world!, rank: Int(r), size: Int(n), timeout: timeout)
+        communicator.spansHosts = local < n
+        return communicator
     }
 
     private init(comm: MPI_Comm, rank: Int, size: Int, timeout: Duration) {
@@ -190,7 +213,9 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
             try check(MPI_Testall(Int32(n), requests, &flag, zt_statuses_ignore()), kind, "MPI_Testall")
             if flag != 0 { return }
             spins += 1
-            if spins > spinsBeforeYield { sched_yield() }
+            if sleepsWhilePolling {
+                if spins > 64 { usleep(50) }
+            } else if spins > spinsBeforeYield { sched_yield() }
             if spins & 63 == 0 && ContinuousClock.now > deadline { timedOut(kind, n) }
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import ZeroTensor
 
 /// Wall-clock time a rank spent in communication, cumulative since the wrapper was made.
@@ -22,77 +23,186 @@ public struct CommTiming: Sendable, Equatable {
 }
 
 /// A `Communicator` that forwards every call to `base` and times it: the one place
-/// where communication time is measured (per-step metrics read `timing` deltas).
+/// where communication time is measured (per-step metrics read `timing` deltas), and,
+/// with `overlap`, the rank's communication thread.
 ///
-/// Every collective of both backends is blocking: it returns when its data has arrived,
-/// so the whole call is both in flight and waited for, and `inFlightSeconds ==
-/// waitSeconds`. The time includes waiting for slower peers to arrive (load imbalance),
-/// as a network profile would. Results, errors and traffic are `base`'s, unchanged.
-/// Like every communicator, use it from its rank's one thread.
+/// Without overlap every collective runs on the caller's thread and blocks, so a call is
+/// both in flight and waited for (`inFlightSeconds == waitSeconds`). With overlap, one
+/// thread per rank runs every collective in issue order, also the blocking ones (issue
+/// then wait), so `base` is only ever called from that thread and each rank's call
+/// sequence is exactly the one without overlap: same pieces, same canonical sums, same
+/// bits. `inFlightSeconds` then counts the union of the intervals from issue to
+/// completion, `waitSeconds` only the time the caller blocked in `wait`. Both include
+/// waiting for slower peers (load imbalance), as a network profile would. Results,
+/// errors and traffic are `base`'s, unchanged.
 public final class TimedCommunicator: Communicator, @unchecked Sendable {
     public let base: any Communicator
-    public private(set) var timing = CommTiming()
+    /// Whether collectives run on a communication thread (`issue` returns at once).
+    public let overlaps: Bool
 
-    public init(_ base: any Communicator) { self.base = base }
+    private struct Job { let ticket: CommTicket; let run: (any Communicator) throws -> Void }
+    /// Guards everything below, and every ticket's fields while the thread runs.
+    private let condition = NSCondition()
+    private var queue: [Job] = []
+    private var head = 0
+    private var pending = 0
+    private var busySince = ContinuousClock.now
+    private var clock = CommTiming()
+    private var failure: (any Error)?
+    private var closing = false
+    private var threadRunning = false
+
+    /// `overlap` starts the communication thread; call `close()` before `base` is finalized.
+    public init(_ base: any Communicator, overlap: Bool = false) {
+        self.base = base
+        overlaps = overlap
+        guard overlap else { return }
+        (base as? MPICommunicator)?.sleepsWhilePolling = true
+        threadRunning = true
+        let thread = Thread { [self] in serve() }
+        thread.name = "zero-train comm \(base.rank)"
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    public var timing: CommTiming {
+        condition.lock()
+        defer { condition.unlock() }
+        return clock
+    }
 
     public var rank: Int { base.rank }
     public var size: Int { base.size }
     public var backendName: String { base.backendName }
     public var traffic: TrafficCounters { base.traffic }
 
-    /// Runs one blocking collective and adds its duration to both clocks.
-    private func timed<T>(_ call: () throws -> T) rethrows -> T {
-        let start = ContinuousClock.now
-        defer {
+    public func issue(_ collective: @escaping (any Communicator) throws -> Void) -> CommTicket {
+        guard overlaps else {
+            let start = ContinuousClock.now
+            var error: (any Error)?
+            do { try collective(base) } catch let e { error = e }
             let seconds = (ContinuousClock.now - start).seconds
-            timing.inFlightSeconds += seconds
-            timing.waitSeconds += seconds
-            timing.calls += 1
+            clock.inFlightSeconds += seconds
+            clock.waitSeconds += seconds
+            clock.calls += 1
+            return CommTicket(finishedWith: error)
         }
-        return try call()
+        let ticket = CommTicket()
+        condition.lock()
+        precondition(!closing, "collective issued after close()")
+        if pending == 0 { busySince = .now }
+        pending += 1
+        clock.calls += 1
+        queue.append(Job(ticket: ticket, run: collective))
+        condition.broadcast()
+        condition.unlock()
+        return ticket
+    }
+
+    public func wait(_ ticket: CommTicket) throws {
+        condition.lock()
+        if !ticket.isDone {
+            let start = ContinuousClock.now
+            while !ticket.isDone { condition.wait() }
+            clock.waitSeconds += (ContinuousClock.now - start).seconds
+        }
+        let error = ticket.error
+        condition.unlock()
+        if let error { throw error }
+    }
+
+    /// Stops the communication thread once the collective it is running ends; collectives
+    /// still queued are not started (their tickets fail). Idempotent.
+    public func close() {
+        condition.lock()
+        closing = true
+        condition.broadcast()
+        while threadRunning { condition.wait() }
+        condition.unlock()
+    }
+
+    /// The communication thread: runs queued collectives in order. After one fails, the
+    /// rest fail with the same error without running (the ranks' sequences have diverged).
+    private func serve() {
+        condition.lock()
+        while true {
+            while head == queue.count && !closing { condition.wait() }
+            if closing { break }
+            let job = queue[head]
+            head += 1
+            if head == queue.count { queue.removeAll(keepingCapacity: true); head = 0 }
+            var error = failure
+            if error == nil {
+                condition.unlock()
+                do { try job.run(base) } catch let e { error = e }
+                condition.lock()
+            }
+            finish(job.ticket, error)
+        }
+        for job in queue[head...] { finish(job.ticket, failure ?? CommunicatorError("rank \(rank): collective not started: the communicator was closed")) }
+        queue.removeAll()
+        head = 0
+        threadRunning = false
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Completes a ticket (lock held).
+    private func finish(_ ticket: CommTicket, _ error: (any Error)?) {
+        if let error, failure == nil { failure = error }
+        ticket.error = error
+        ticket.isDone = true
+        pending -= 1
+        if pending == 0 { clock.inFlightSeconds += (ContinuousClock.now - busySince).seconds }
+        condition.broadcast()
+    }
+
+    /// Runs one collective in place (no overlap) or through the thread, and waits for it.
+    private func blocking(_ collective: @escaping (any Communicator) throws -> Void) throws {
+        try wait(issue(collective))
     }
 
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
-        try timed { try base.allReduce(buffer) }
+        try blocking { try $0.allReduce(buffer) }
     }
     public func allReduce(bfloat16 input: UnsafeBufferPointer<UInt16>, into output: UnsafeMutableBufferPointer<Float>) throws {
-        try timed { try base.allReduce(bfloat16: input, into: output) }
+        try blocking { try $0.allReduce(bfloat16: input, into: output) }
     }
     public func reduceScatter(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws {
-        try timed { try base.reduceScatter(input, into: output) }
+        try blocking { try $0.reduceScatter(input, into: output) }
     }
     public func reduceScatter(bfloat16 input: UnsafeBufferPointer<UInt16>, into output: UnsafeMutableBufferPointer<Float>) throws {
-        try timed { try base.reduceScatter(bfloat16: input, into: output) }
+        try blocking { try $0.reduceScatter(bfloat16: input, into: output) }
     }
     public func allGather(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws {
-        try timed { try base.allGather(input, into: output) }
+        try blocking { try $0.allGather(input, into: output) }
     }
     public func allGather(_ input: UnsafeBufferPointer<UInt16>, into output: UnsafeMutableBufferPointer<UInt16>) throws {
-        try timed { try base.allGather(input, into: output) }
+        try blocking { try $0.allGather(input, into: output) }
     }
     public func allGather(_ input: UnsafeBufferPointer<Double>, into output: UnsafeMutableBufferPointer<Double>) throws {
-        try timed { try base.allGather(input, into: output) }
+        try blocking { try $0.allGather(input, into: output) }
     }
     public func reduceScatter(_ input: UnsafeBufferPointer<Float>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
-        try timed { try base.reduceScatter(input, counts: counts, into: output) }
+        try blocking { try $0.reduceScatter(input, counts: counts, into: output) }
     }
     public func reduceScatter(bfloat16 input: UnsafeBufferPointer<UInt16>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
-        try timed { try base.reduceScatter(bfloat16: input, counts: counts, into: output) }
+        try blocking { try $0.reduceScatter(bfloat16: input, counts: counts, into: output) }
     }
     public func allGather(_ input: UnsafeBufferPointer<Float>, counts: [Int], into output: UnsafeMutableBufferPointer<Float>) throws {
-        try timed { try base.allGather(input, counts: counts, into: output) }
+        try blocking { try $0.allGather(input, counts: counts, into: output) }
     }
     public func allGather(_ input: UnsafeBufferPointer<UInt16>, counts: [Int], into output: UnsafeMutableBufferPointer<UInt16>) throws {
-        try timed { try base.allGather(input, counts: counts, into: output) }
+        try blocking { try $0.allGather(input, counts: counts, into: output) }
     }
     public func allGather(_ input: UnsafeBufferPointer<Double>, counts: [Int], into output: UnsafeMutableBufferPointer<Double>) throws {
-        try timed { try base.allGather(input, counts: counts, into: output) }
+        try blocking { try $0.allGather(input, counts: counts, into: output) }
     }
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
-        try timed { try base.broadcast(buffer, root: root) }
+        try blocking { try $0.broadcast(buffer, root: root) }
     }
     public func barrier() throws {
-        try timed { try base.barrier() }
+        try blocking { try $0.barrier() }
     }
 
     public func attach(ledger: MemoryLedger) { base.attach(ledger: ledger) }

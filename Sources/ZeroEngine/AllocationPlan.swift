@@ -16,6 +16,11 @@ public struct AllocationPlan: Sendable, Equatable {
     public let sequenceLength: Int
     /// A: micro-batches accumulated per optimizer step on this rank.
     public let accumulationSteps: Int
+    /// `--overlap on` with more than one rank: collectives are issued ahead on the rank's
+    /// communication thread. Adds one gathered slot (stage 3 prefetch) and one gradient
+    /// slot (stages 2-3, a reduction in flight), and reduces every unit after its last
+    /// backward use at stages 0-1 too.
+    public let overlap: Bool
 
     /// How much of a unit a rank holds.
     public enum Extent: Sendable, Equatable { case full, ownedShard }
@@ -31,16 +36,18 @@ public struct AllocationPlan: Sendable, Equatable {
     /// Per op, in backward order's terms: the units whose micro-batch gradient starts (is
     /// zeroed) right before op's backward, and those reduced right after it. Stages 0-1
     /// reduce every unit once backward is over (after op 0); stages 2-3 reduce each unit
-    /// as soon as its last backward use is done, so only two gradient slots are live.
+    /// as soon as its last backward use is done, so only two gradient slots are live (three
+    /// with overlap). With overlap, stages 0-1 also reduce each unit after its last use.
     public let gradientStarts: [[Int]]
     public let gradientReductions: [[Int]]
 
     public init(partition: Partition, opUnits: [[Int]], rank: Int, stage: StagePlan, precision: PrecisionPolicy,
-                microBatch: Int, sequenceLength: Int, accumulationSteps: Int) {
+                microBatch: Int, sequenceLength: Int, accumulationSteps: Int, overlap: Bool = false) {
         precondition((0..<partition.ranks).contains(rank) && accumulationSteps >= 1)
         self.partition = partition; self.opUnits = opUnits; self.rank = rank; self.stage = stage
         self.precision = precision; self.microBatch = microBatch; self.sequenceLength = sequenceLength
         self.accumulationSteps = accumulationSteps
+        self.overlap = overlap
         working = stage.fullWorkingWeights ? .full : .ownedShard
         master = stage.fullMaster ? .full : .ownedShard
         reduction = stage.allReducesGradients ? .allReduce : .reduceScatter
@@ -52,7 +59,7 @@ public struct AllocationPlan: Sendable, Equatable {
             let uses = opUnits.indices.filter { opUnits[$0].contains(u) }
             guard let hi = uses.max(), let lo = uses.min() else { continue }
             first[hi].append(u)
-            last[stage.reduceGradientsPerUnit ? lo : 0].append(u)
+            last[stage.reduceGradientsPerUnit || overlap ? lo : 0].append(u)
         }
         gradientStarts = first
         gradientReductions = last
@@ -82,20 +89,27 @@ public struct AllocationPlan: Sendable, Equatable {
     /// Two slots serve every op: slot 0 for unit 0 (a GPT's tied embedding, live from the
     /// head to the embedding op), slot 1 for any other unit, sized for the largest.
     public func weightSlot(of u: Int) -> Int { u == 0 ? 0 : 1 }
-    public var weightSlotCounts: [Int] { [partition.paddedCounts[0], partition.paddedCounts.dropFirst().max() ?? 0] }
+    public var weightSlotCounts: [Int] { [partition.paddedCounts[0], largestOtherUnit] }
+    /// The largest unit other than unit 0 (what a shared slot is sized for).
+    var largestOtherUnit: Int { partition.paddedCounts.dropFirst().max() ?? 0 }
+    /// Extra slots for a collective in flight: one more gathered slot (the prefetch) at stage 3
+    /// and one more gradient slot (a reduction) at stages 2-3, each as large as slot 1.
+    var inFlightSlots: Int { overlap ? 1 : 0 }
     /// fp32 copies of the op slots for the kernels, when working weights are narrower.
     public var computeSlotCounts: [Int] { precision.widensForCompute ? weightSlotCounts : [] }
-    /// Stage 3's slots a unit is gathered into before an op (working type).
-    public var gatheredSlotCounts: [Int] { weightGather == .beforeEachOp ? weightSlotCounts : [] }
+    /// Stage 3's slots a unit is gathered into before an op (working type): unit 0's, then
+    /// one (two with overlap: the op's and the next op's prefetch) for the other units.
+    public var gatheredSlotCounts: [Int] {
+        weightGather == .beforeEachOp ? weightSlotCounts + Array(repeating: largestOtherUnit, count: inFlightSlots) : []
+    }
     /// Compute copies are part of the gathered working set at stage 3, scratch otherwise.
     public var computeSlotCategory: MemoryCategory { weightGather == .beforeEachOp ? .gathered : .scratch }
 
     /// fp32 micro-batch gradient buffers the model writes into: one per unit when reduced
-    /// after backward, else the two op slots.
+    /// after backward, else the op slots' sizes (and one more slot with overlap).
     public var gradientSlotCounts: [Int] {
-        stage.reduceGradientsPerUnit ? weightSlotCounts : partition.paddedCounts
+        stage.reduceGradientsPerUnit ? weightSlotCounts + Array(repeating: largestOtherUnit, count: inFlightSlots) : partition.paddedCounts
     }
-    public func gradientSlot(of u: Int) -> Int { stage.reduceGradientsPerUnit ? weightSlot(of: u) : u }
 
     /// The rounded wire copy of one unit's gradient (units are reduced one at a time).
     public var wireCount: Int { precision.reduce == .fp32 ? 0 : partition.paddedCounts.max() ?? 0 }
@@ -151,6 +165,9 @@ extension AllocationPlan {
                 ? term(.gradients, "fp32 model gradients (embedding + largest unit)", 4, slots)
                 : term(.gradients, "fp32 model gradients (all units)", 4, elements(.full)),
         ]
+        if stage.reduceGradientsPerUnit && inFlightSlots > 0 {
+            out.append(term(.gradients, "fp32 gradient slot of a reduction in flight (--overlap, largest unit)", 4, largest(units.dropFirst()), copies: inFlightSlots))
+        }
         if wireCount > 0 {
             out.append(term(.gradients, "gradient wire copy, \(precision.reduce.rawValue) (largest unit)", precision.reduce.byteWidth, largest(units)))
         }
@@ -161,6 +178,9 @@ extension AllocationPlan {
             let merged = widened && computeSlotCategory == .gathered
             out.append(term(.gathered, merged ? "gathered op slots (\(precision.working.rawValue) + fp32 widened)" : "gathered op slots (\(precision.working.rawValue))",
                             w + (merged ? 4 : 0), slots))
+        }
+        if !gatheredSlotCounts.isEmpty && inFlightSlots > 0 {
+            out.append(term(.gathered, "prefetch slot, \(precision.working.rawValue) (--overlap, largest unit)", w, largest(units.dropFirst()), copies: inFlightSlots))
         }
         if widened && computeSlotCategory == .scratch {
             out.append(term(.scratch, "fp32 compute copies of the op slots", 4, slots))

@@ -100,6 +100,25 @@ extension LBFGS.LineSearch: ChoiceValue {}
 
 /// What a run trains (`--task`): next-token language modelling, a classifier over feature rows,
 /// or an embedding model over two views of each row (docs/losses.md).
+/// `--overlap`: whether collectives run on a per-rank communication thread, overlapped with
+/// compute (docs/performance.md). Either way the bits are the same.
+public enum OverlapMode: String, ChoiceValue {
+    /// On when the ranks span more than one host; off on one host, where collectives are
+    /// memory copies with nothing to hide and the thread's polling only costs compute.
+    case auto
+    case on, off
+
+    /// Whether a job of `ranks` ranks overlaps (a single rank has nothing to communicate).
+    public func resolved(ranks: Int, spansHosts: Bool) -> Bool {
+        guard ranks > 1 else { return false }
+        switch self {
+        case .on: return true
+        case .off: return false
+        case .auto: return spansHosts
+        }
+    }
+}
+
 public enum TaskName: String, ChoiceValue {
     case lm
     case classify

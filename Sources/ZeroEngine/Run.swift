@@ -40,8 +40,17 @@ public struct RunOptions: Sendable {
 public func runTraining(config: TrainingConfig, communicator base: any Communicator,
                         options: RunOptions = RunOptions(), ledger: MemoryLedger = MemoryLedger()) throws -> RunSummary {
     try config.validate()
-    // Times every collective; the per-step communication metrics are its deltas.
-    let comm = TimedCommunicator(base)
+    // Times every collective (the per-step communication metrics are its deltas) and, with
+    // --overlap on, runs them on the rank's communication thread.
+    let mpi = base as? MPICommunicator
+    var overlap = config.overlap.resolved(ranks: base.size, spansHosts: mpi?.spansHosts ?? false)
+    if overlap && mpi?.allowsCommunicationThread == false {
+        // Every rank sees the same library: all stop together, or all run without the thread.
+        if config.overlap == .on { throw AgreedFailure("--overlap on needs MPI_THREAD_SERIALIZED, which this MPI library does not provide; use --overlap off") }
+        overlap = false
+    }
+    let comm = TimedCommunicator(base, overlap: overlap)
+    defer { comm.close() }
     comm.attach(ledger: ledger)
     Blas.setThreadCount(config.computeThreads)
     try checkConsensus(config, comm)

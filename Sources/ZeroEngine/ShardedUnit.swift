@@ -5,17 +5,23 @@ import ZeroTensor
 /// The buffers all units of a rank take turns in (sizes from the `AllocationPlan`): op
 /// slots for gathered and widened weights, micro-batch gradient slots, the gradient wire
 /// and the all-gather source. Each slot records which unit holds it, so two units that
-/// share a slot can never be live in it at once.
+/// share a slot can never be live in it at once. A unit holds a gathered slot from the
+/// start of its all-gather (a prefetch) to `reshard`, and a gradient slot from
+/// `beginGradient` until its reduction has completed.
 public final class UnitSlots {
     let gathered: [WorkingBuffer]
     let compute: [FlatBuffer<Float>]
     let gradients: [FlatBuffer<Float>]
+    /// Used only inside issued reductions, which run one at a time in issue order.
     let wire: GradientWire
     let gatherSource: WorkingBuffer
     var weightOwner: [Int?]
+    var gatheredOwner: [Int?]
     var gradientOwner: [Int?]
+    let plan: AllocationPlan
 
     public init(plan: AllocationPlan, ledger: MemoryLedger?) {
+        self.plan = plan
         let working = plan.precision.working
         gradients = plan.gradientSlotCounts.map { FlatBuffer(count: $0, category: .gradients, ledger: ledger) }
         wire = GradientWire(plan.precision.reduce, count: plan.wireCount, ledger: ledger)
@@ -23,7 +29,19 @@ public final class UnitSlots {
         gathered = plan.gatheredSlotCounts.map { WorkingBuffer(working, count: $0, category: .gathered, ledger: ledger) }
         gatherSource = WorkingBuffer(working, count: plan.gatherSourceCount, category: .communication, ledger: ledger)
         weightOwner = Array(repeating: nil, count: plan.weightSlotCounts.count)
+        gatheredOwner = Array(repeating: nil, count: plan.gatheredSlotCounts.count)
         gradientOwner = Array(repeating: nil, count: plan.gradientSlotCounts.count)
+    }
+
+    /// A free gathered slot unit u may use (slot 0 is unit 0's, the rest any other unit's).
+    func freeGatheredSlot(for u: Int) -> Int? {
+        (u == 0 ? 0 ..< 1 : 1 ..< gathered.count).first { gatheredOwner[$0] == nil }
+    }
+
+    /// A free gradient slot unit u may use: its own buffer at stages 0-1, else as gathered slots.
+    func freeGradientSlot(for u: Int) -> Int? {
+        guard plan.stage.reduceGradientsPerUnit else { return gradientOwner[u] == nil ? u : nil }
+        return (u == 0 ? 0 ..< 1 : 1 ..< gradients.count).first { gradientOwner[$0] == nil }
     }
 }
 
@@ -33,9 +51,12 @@ public final class UnitSlots {
 /// misuse, so a wrong call order is a crash at the call, never a silently wrong result.
 ///
 /// Per step: for each micro-batch, `unshard`/`reshard` around every op that reads the unit
-/// (forward and backward), `beginGradient` before its first backward op and
-/// `reduceMicroBatchGradient` after the op the plan schedules; then `averageGradient`,
-/// `step` (or `discardGradient` on a skipped step) and `refreshWorkingReplica`.
+/// (forward and backward; at stage 3 `startGather` may come earlier, as a prefetch),
+/// `beginGradient` before its first backward op and `reduceMicroBatchGradient` after the
+/// op the plan schedules (or its two halves, `startGradientReduction` there and
+/// `completeGradientReduction` before the slot or the sum is needed); then
+/// `averageGradient`, `step` (or `discardGradient` on a skipped step) and
+/// `refreshWorkingReplica`.
 public final class ShardedUnit {
     /// Whether the unit's full fp32 weights are resident in an op slot.
     public enum Residency: Sendable, Equatable { case sharded, unsharded }
@@ -45,6 +66,9 @@ public final class ShardedUnit {
         case accumulating(reduced: Int)
         /// A micro-batch gradient is being written into the unit's gradient slot.
         case gradientLive(reduced: Int)
+        /// The micro-batch gradient is being reduced (issued, not yet completed); it still
+        /// holds its gradient slot.
+        case reducing(reduced: Int)
         /// The reduced sum is finished and averaged: ready to clip and step.
         case averaged
         /// The master range is updated; other ranks' parts of the replica are stale until refreshed.
@@ -62,6 +86,14 @@ public final class ShardedUnit {
     let slots: UnitSlots
     let communicator: any Communicator
     private var sum: FlatBuffer<Float>?
+    /// Stage 3: the gathered slot holding (or receiving) this unit's full weights, and the
+    /// all-gather still in flight into it.
+    private var gatheredSlot: Int?
+    private var gathering: CommTicket?
+    /// The gradient slot of the live or reducing micro-batch gradient.
+    private var gradientSlot: Int?
+    /// The reduction in flight and the accumulator input it writes.
+    private var reduction: (ticket: CommTicket, output: FlatBuffer<Float>)?
     /// Coupled penalties (`--l1`, `--l2`) added to the averaged gradient before the optimizer
     /// step, on `regularizedSegments` (master-range coordinates: the decaying tensors).
     public var regularization = CoupledRegularization()
@@ -96,12 +128,28 @@ public final class ShardedUnit {
 
     // MARK: - Weights for one op
 
-    /// Makes the full fp32 weights resident for one op: gathers the shards into the op slot
-    /// (stage 3) and widens narrower working weights into the slot's compute copy.
+    /// Stage 3: whether the unit's gather has been started (a prefetch) and not yet released.
+    public var isGathered: Bool { gatheredSlot != nil }
+
+    /// Stage 3: starts the all-gather of the unit's shards into gathered slot `s` (free, and
+    /// one the unit may use); `unshard` waits for it. Issued ahead of the op, it is a prefetch.
+    public func startGather(into s: Int) {
+        precondition(plan.working == .ownedShard, "unit \(index): gather at a stage with full working weights")
+        precondition(residency == .sharded && gatheredSlot == nil, "unit \(index): gather started twice")
+        if let owner = slots.gatheredOwner[s] { preconditionFailure("unit \(index): gathered slot \(s) is held by unit \(owner)") }
+        slots.gatheredOwner[s] = index
+        gatheredSlot = s
+        let gathered = slots.gathered[s], working = self.working, counts = shardCounts
+        gathering = communicator.issue { try gathered.allGather(working, 0 ..< working.count, counts: counts, communicator: $0) }
+    }
+
+    /// Makes the full fp32 weights resident for one op: waits for (or, without a prefetch,
+    /// runs) the gather of the shards into a gathered slot (stage 3) and widens narrower
+    /// working weights into the slot's compute copy.
     public func unshard() throws -> UnsafeBufferPointer<Float> {
         precondition(residency == .sharded, "unit \(index): unshard while already unsharded")
         switch phase {
-        case .accumulating, .gradientLive: break
+        case .accumulating, .gradientLive, .reducing: break
         default: preconditionFailure("unit \(index): unshard with the working replica not refreshed (\(phase))")
         }
         let s = plan.weightSlot(of: index)
@@ -110,48 +158,87 @@ public final class ShardedUnit {
         residency = .unsharded
         let compute = slots.compute.isEmpty ? nil : slots.compute[s]
         guard plan.working == .ownedShard else { return working.fp32(0 ..< paddedCount, widenInto: compute) }
-        let gathered = slots.gathered[s]
-        try gathered.allGather(working, 0 ..< working.count, counts: shardCounts, communicator: communicator)
-        return gathered.fp32(0 ..< paddedCount, widenInto: compute)
+        if gatheredSlot == nil {
+            guard let free = slots.freeGatheredSlot(for: index) else {
+                preconditionFailure("unit \(index): every gathered slot it may use is held (\(slots.gatheredOwner))")
+            }
+            startGather(into: free)
+        }
+        if let ticket = gathering {
+            gathering = nil
+            try communicator.wait(ticket)
+        }
+        return slots.gathered[gatheredSlot!].fp32(0 ..< paddedCount, widenInto: compute)
     }
 
-    /// Releases the op slot (the gathered or widened weights are dead after the op).
+    /// Releases the op slots (the gathered or widened weights are dead after the op).
     public func reshard() {
         precondition(residency == .unsharded, "unit \(index): reshard while sharded")
         slots.weightOwner[plan.weightSlot(of: index)] = nil
+        if let g = gatheredSlot { slots.gatheredOwner[g] = nil }
+        gatheredSlot = nil
         residency = .sharded
     }
 
     // MARK: - Gradients
 
-    /// Claims and zeroes the unit's gradient slot for this micro-batch's backward.
+    /// Claims and zeroes a free gradient slot for this micro-batch's backward (the trainer
+    /// completes reductions first when every slot the unit may use is still reducing).
     public func beginGradient() {
         guard case .accumulating(let reduced) = phase, reduced < plan.accumulationSteps else {
             preconditionFailure("unit \(index): gradient begun in phase \(phase) (A = \(plan.accumulationSteps))")
         }
-        let s = plan.gradientSlot(of: index)
-        if let owner = slots.gradientOwner[s] { preconditionFailure("unit \(index): gradient slot \(s) is held by unit \(owner)") }
+        guard let s = slots.freeGradientSlot(for: index) else {
+            preconditionFailure("unit \(index): every gradient slot it may use is held (\(slots.gradientOwner))")
+        }
         slots.gradientOwner[s] = index
+        gradientSlot = s
         phase = .gradientLive(reduced: reduced)
         gradient.update(repeating: 0)
     }
 
     /// The fp32 micro-batch gradient the model's backward adds into (padded unit).
     public var gradient: UnsafeMutableBufferPointer<Float> {
-        guard case .gradientLive = phase else { preconditionFailure("unit \(index): gradient used in phase \(phase)") }
-        return slots.gradients[plan.gradientSlot(of: index)].slice(0 ..< paddedCount)
+        guard case .gradientLive = phase, let s = gradientSlot else { preconditionFailure("unit \(index): gradient used in phase \(phase)") }
+        return slots.gradients[s].slice(0 ..< paddedCount)
     }
 
     /// Reduces the micro-batch gradient across ranks (through the policy's wire type) into
     /// the canonical accumulator and releases the gradient slot.
     public func reduceMicroBatchGradient() throws {
+        startGradientReduction()
+        try completeGradientReduction()
+    }
+
+    /// Issues the reduction of the micro-batch gradient (rounded to the wire type inside the
+    /// issued call, so one wire buffer serves every unit); the gradient slot stays held
+    /// until `completeGradientReduction`.
+    public func startGradientReduction() {
         guard case .gradientLive(let reduced) = phase else {
             preconditionFailure("unit \(index): reduce without a live gradient (\(phase))")
         }
         let out = accumulator.nextInput()
-        try slots.wire.reduce(UnsafeBufferPointer(gradient), into: out.pointer, plan.reduction, counts: shardCounts, communicator: communicator)
-        accumulator.push(out)
-        slots.gradientOwner[plan.gradientSlot(of: index)] = nil
+        let gradient = UnsafeBufferPointer(self.gradient), wire = slots.wire
+        let kind = plan.reduction, counts = shardCounts
+        let ticket = communicator.issue { try wire.reduce(gradient, into: out.pointer, kind, counts: counts, communicator: $0) }
+        reduction = (ticket, out)
+        phase = .reducing(reduced: reduced)
+    }
+
+    /// Whether a reduction is in flight (issued and not yet completed here).
+    public var isReducing: Bool { reduction != nil }
+
+    /// Waits for the issued reduction, adds it to the canonical accumulator (micro-batches
+    /// in order: a unit's next gradient cannot begin before this) and frees the gradient slot.
+    public func completeGradientReduction() throws {
+        guard case .reducing(let reduced) = phase, let pending = reduction, let s = gradientSlot else {
+            preconditionFailure("unit \(index): complete without a reduction in flight (\(phase))")
+        }
+        try communicator.wait(pending.ticket)
+        accumulator.push(pending.output)
+        reduction = nil
+        slots.gradientOwner[s] = nil
+        gradientSlot = nil
         phase = .accumulating(reduced: reduced + 1)
     }
 

@@ -28,6 +28,8 @@ public final class Trainer {
     /// One per parameter unit, in layout order.
     public private(set) var units: [ShardedUnit] = []
     let slots: UnitSlots
+    /// Units whose micro-batch gradient reduction is issued and not yet completed, oldest first.
+    var reducing: [Int] = []
     let tokens: FlatBuffer<Int32>
     let targets: FlatBuffer<Int32>
     /// `--optimizer lbfgs`: the one L-BFGS over all units' master ranges (TrainerLBFGS.swift).
@@ -61,7 +63,9 @@ public final class Trainer {
         opUnits = model.opUnits
         allocation = AllocationPlan(partition: partition, opUnits: opUnits, rank: communicator.rank, stage: plan,
                                     precision: precision, microBatch: config.microBatch, sequenceLength: config.rowLength,
-                                    accumulationSteps: accumulationSteps)
+                                    accumulationSteps: accumulationSteps,
+                                    overlap: (communicator as? TimedCommunicator)?.overlaps
+                                        ?? config.overlap.resolved(ranks: communicator.size, spansHosts: false))
         tokens = FlatBuffer(count: allocation.batchElements, category: .scratch, ledger: ledger)
         targets = FlatBuffer(count: allocation.batchElements, category: .scratch, ledger: ledger)
         slots = UnitSlots(plan: allocation, ledger: ledger)

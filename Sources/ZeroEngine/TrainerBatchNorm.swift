@@ -31,9 +31,16 @@ extension Trainer {
     /// accumulated; returns their losses. With BatchNorm layers it runs their statistics passes
     /// first, so every evaluation of the step's loss and gradient must come through here.
     func stepMicroBatches() throws -> [Float] {
-        if let norms = batchNorms { return try batchNormMicroBatches(norms) }
-        if let losses = try globalContrastiveLosses() { return losses }
-        return try (0..<accumulationSteps).map { try microBatch(accumulationStep: $0) }
+        let losses: [Float]
+        if let norms = batchNorms {
+            losses = try batchNormMicroBatches(norms)
+        } else if let contrastive = try globalContrastiveLosses() {
+            losses = contrastive
+        } else {
+            losses = try (0..<accumulationSteps).map { try microBatch(accumulationStep: $0) }
+        }
+        try completeReductions()
+        return losses
     }
 
     /// Runs the three kinds of passes of a step with BatchNorm; returns the A micro-batch losses

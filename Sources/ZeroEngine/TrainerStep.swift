@@ -66,33 +66,77 @@ extension Trainer {
                       into: model, tokens: tokens.pointer, targets: targets.pointer)
     }
 
-    /// The forward of ops 0...last over the loaded micro-batch, each op's units unsharded.
+    /// The forward of ops 0...last over the loaded micro-batch, each op's units unsharded
+    /// (at stage 3 with overlap, the next op's gather is issued before the op computes).
     func forwardThrough(op last: Int) throws {
         for op in 0...last {
-            try model.forward(op: op, weights: unshard(op: op))
+            try model.forward(op: op, weights: unshard(op: op, next: op < last ? op + 1 : nil))
             reshard(op: op)
         }
     }
 
     /// Forward and backward of micro-batch g = a * ranks + rank; returns its loss.
     /// `beforeBackward` runs between the two (the global-batch InfoNCE sets its output gradient there).
+    ///
+    /// A unit's gradient reduction is issued right after its last backward op and completed
+    /// only when its slot or its sum is needed (`claimGradientSlot`, `completeReductions`),
+    /// so with overlap it runs while backward goes on with earlier ops.
     func microBatch(accumulationStep a: Int, beforeBackward: () -> Void = {}) throws -> Float {
         let loss = try forward(microBatch: a * ranks + rank, of: step, in: dataset)
         beforeBackward()
         for op in opUnits.indices.reversed() {
-            for u in allocation.gradientStarts[op] { units[u].beginGradient() }
-            try model.backward(op: op, weights: unshard(op: op), gradients: gradients(op: op))
+            for u in allocation.gradientStarts[op] { try claimGradientSlot(for: u) }
+            try model.backward(op: op, weights: unshard(op: op, next: op > 0 ? op - 1 : nil), gradients: gradients(op: op))
             reshard(op: op)
-            for u in allocation.gradientReductions[op] { try units[u].reduceMicroBatchGradient() }
+            for u in allocation.gradientReductions[op] {
+                units[u].startGradientReduction()
+                reducing.append(u)
+            }
         }
         return loss
     }
 
+    /// Begins unit u's micro-batch gradient once a slot is free: its own previous reduction
+    /// and, while every slot it may use is still reducing, the oldest reductions complete first.
+    func claimGradientSlot(for u: Int) throws {
+        if units[u].isReducing { try completeReduction(of: u) }
+        while slots.freeGradientSlot(for: u) == nil {
+            guard let oldest = reducing.first else { preconditionFailure("unit \(u): no gradient slot and no reduction to wait for") }
+            try completeReduction(of: oldest)
+        }
+        units[u].beginGradient()
+    }
+
+    func completeReduction(of u: Int) throws {
+        try units[u].completeGradientReduction()
+        reducing.removeAll { $0 == u }
+    }
+
+    /// Completes every reduction in flight (before the step's sums are read).
+    func completeReductions() throws {
+        while let u = reducing.first { try completeReduction(of: u) }
+    }
+
     /// fp32 weights of the units op reads (nil for the rest), resident until `reshard(op:)`.
-    func unshard(op: Int) throws -> [UnsafeBufferPointer<Float>?] {
+    /// At stage 3 with overlap, the gather of `next`'s units is issued (into free slots)
+    /// before this op's gathers are waited for: a prefetch that runs while op computes.
+    func unshard(op: Int, next: Int? = nil) throws -> [UnsafeBufferPointer<Float>?] {
+        if allocation.weightGather == .beforeEachOp {
+            for u in opUnits[op] where !units[u].isGathered { startGather(u) }
+            if allocation.overlap, let next {
+                for u in opUnits[next] where !units[u].isGathered && !opUnits[op].contains(u) {
+                    if let s = slots.freeGatheredSlot(for: u) { units[u].startGather(into: s) }
+                }
+            }
+        }
         var weights = [UnsafeBufferPointer<Float>?](repeating: nil, count: units.count)
         for u in opUnits[op] { weights[u] = try units[u].unshard() }
         return weights
+    }
+
+    private func startGather(_ u: Int) {
+        guard let s = slots.freeGatheredSlot(for: u) else { preconditionFailure("unit \(u): no free gathered slot") }
+        units[u].startGather(into: s)
     }
 
     func reshard(op: Int) { for u in opUnits[op] { units[u].reshard() } }

@@ -71,6 +71,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Per-block activation recompute: the forward keeps only block inputs, the backward
     /// recomputes each block's activations first. Same bits, less activation memory.
     public var recompute = false
+    /// Reduce-scatters and (stage 3) prefetch all-gathers run on a communication thread
+    /// while compute goes on; the same collectives in the same order, so the same bits.
+    public var overlap = OverlapMode.auto
     /// The MLP's normalization after each hidden Linear (Linear -> norm -> ReLU).
     public var norm = NormKind.none
     /// Progress line every N steps (rank 0).

@@ -238,6 +238,8 @@ extension TrainingOption {
                "Compute threads per rank: OpenBLAS and oneDNN (OpenMP) both run T threads; replaces --blas-threads. Part of the determinism key: bits are identical across stages and rank counts for one T."),
         option("recompute", \.recompute, manifest: "recompute", math: false, .any,
                "Recompute each GPT block's activations in backward from its saved input: less activation memory, about one more forward of compute, same bits."),
+        option("overlap", \.overlap, manifest: "overlap", math: false, .anyCase,
+               "Overlap communication with compute: each rank's collectives run on its own communication thread, a unit's gradient reduction while backward goes on and (stage 3) the next op's all-gather while the current op computes, one of each in flight. auto: on when the ranks span more than one host. Same bits on or off (docs/performance.md)."),
         option("norm", \.norm, manifest: "norm", .anyCase,
                "MLP normalization after each hidden Linear (Linear -> norm -> ReLU): batch = BatchNorm over the step's global batch (running statistics for evaluation), layer = LayerNorm, none."),
         option("log-every", \.logEvery, manifest: "logEvery", math: false, .from(0, to: 1_000_000_000),

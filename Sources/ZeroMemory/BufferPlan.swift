@@ -124,6 +124,9 @@ public struct RunConfiguration: Sendable {
     /// Per-block activation recompute (`--recompute`): labels the activations term; the
     /// default `activationBytes` follows it.
     public var recompute: Bool
+    /// Collectives overlapped with compute (the trainer's --overlap, resolved): one more
+    /// gathered slot at stage 3 and one more gradient slot at stages 2-3.
+    public var overlap: Bool
     /// Communicator receive scratch; nil means what `backend` allocates (BufferPlan.communication).
     public var communicationScratchBytes: Int?
     /// Which communicator runs: its receive scratch differs.
@@ -142,9 +145,11 @@ public struct RunConfiguration: Sendable {
                 accumulationSteps: Int = 1, precision: PrecisionMode = .bf16,
                 optimizerBytesPerParameter: Int = 12, alignment: Int = 1024,
                 activationBytes: ActivationBytes? = nil,
-                communicationScratchBytes: Int? = nil, backend: Backend = .mpi, recompute: Bool = false)
+                communicationScratchBytes: Int? = nil, backend: Backend = .mpi, recompute: Bool = false,
+                overlap: Bool = false)
     {
         self.recompute = recompute
+        self.overlap = overlap
         self.backend = backend
         self.model = model; self.ranks = ranks; self.stage = stage; self.microBatch = microBatch
         self.sequenceLength = sequenceLength; self.accumulationSteps = accumulationSteps
@@ -205,7 +210,7 @@ public enum BufferPlan {
         return AllocationPlan(partition: Partition(unitCounts: u.counts, ranks: c.ranks, alignment: c.alignment),
                               opUnits: u.opUnits, rank: u.rank, stage: StagePlan(stage: c.stage),
                               precision: c.precision.policy, microBatch: c.microBatch, sequenceLength: c.sequenceLength,
-                              accumulationSteps: c.accumulationSteps)
+                              accumulationSteps: c.accumulationSteps, overlap: c.overlap && c.ranks > 1)
     }
 
     /// The communicator's own scratch. The MPI backend receives the N-1 peers' pieces of its

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ZeroMemory
 import ZeroComm
+import ZeroEngine
 import ZeroModels
 
 /// `zero-train memory`: will this fit, and which ZeRO stage do I need?
@@ -77,6 +78,9 @@ struct Memory: ParsableCommand {
     @Flag(help: "Runtime view: per-block activation recompute (the trainer's --recompute).")
     var recompute = false
 
+    @Option(help: "Runtime view: the trainer's --overlap (auto, on, off): on adds a prefetch slot (stage 3) and a gradient slot in flight (stages 2-3). auto: on when --ranks-per-node is below --ranks.")
+    var overlap: String = "auto"
+
     @Flag(help: "One JSON object instead of the human table.")
     var json = false
 
@@ -98,6 +102,14 @@ struct Memory: ParsableCommand {
             report.measured = measured
         }
         print(json ? report.json(deepSpeed: deepspeed).rendered : report.text(paper: paper, deepSpeed: deepspeed), terminator: json ? "\n" : "")
+    }
+
+    /// `--overlap` as the trainer spells it.
+    func overlapMode() throws -> OverlapMode {
+        guard let mode = OverlapMode(rawValue: overlap.lowercased()) else {
+            throw MemoryModelError("--overlap must be one of auto, on, off, not '\(overlap)'")
+        }
+        return mode
     }
 
     func makeReport() throws -> MemoryReport {
@@ -137,7 +149,7 @@ struct Memory: ParsableCommand {
                                        sequenceLength: seqLen ?? config.contextLength, accumulationSteps: gradAccum,
                                        precision: precisionMode, optimizerBytesPerParameter: k,
                                        backend: measure && !MPICommunicator.isLaunchedByMPI ? .simulated : .mpi,
-                                       recompute: recompute)
+                                       recompute: recompute, overlap: try overlapMode().resolved(ranks: ranks, spansHosts: perNode < ranks))
             var report = try MemoryReport.runtime(run, stages: shown, budgetBytes: budget, budgetSource: source)
             if let nodeBytes {
                 report.node = try NodeVerdict.evaluate(run, ranksPerNode: perNode, nodeMemoryBytes: nodeBytes, source: nodeSource,

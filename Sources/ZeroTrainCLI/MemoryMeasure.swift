@@ -28,6 +28,7 @@ func measureRun(_ run: RunConfiguration, stage: Int, optimizer: String, history:
         config.weightDecay = 0
     }
     config.recompute = run.recompute
+    config.overlap = run.overlap ? .on : .off
     config.warmup = 0
     let categories = MemoryCategory.allCases
     let trainConfig = config

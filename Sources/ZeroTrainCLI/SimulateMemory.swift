@@ -22,7 +22,8 @@ enum SimulationMemory {
         let run = RunConfiguration(model: gpt, ranks: ranks, stage: config.stage.rawValue, microBatch: config.microBatch,
                                    sequenceLength: config.seqLen, accumulationSteps: try config.accumulationSteps(ranks: ranks),
                                    precision: precision, optimizerBytesPerParameter: try optimizerBytesPerParameter(config.optimizer.rawValue),
-                                   backend: .simulated, recompute: config.recompute)
+                                   backend: .simulated, recompute: config.recompute,
+                                   overlap: config.overlap.resolved(ranks: ranks, spansHosts: false))
         let estimate = MemoryReport.runtimeEstimate(run, stage: config.stage.rawValue)
         let (perRank, overflow) = (estimate.totalBytes + perThreadBytes).multipliedReportingOverflow(by: ranks)
         return (overflow ? .max : perRank + run.fixedOverheadBytes, estimate.totalBytes, estimate.paddingBytes)

@@ -67,6 +67,7 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: .option("blas-threads")) var blasThreads: String?
     @Option(parsing: .unconditional, help: .option("threads")) var threads: String?
     @Flag(help: .option("recompute")) var recompute = false
+    @Option(parsing: .unconditional, help: .option("overlap")) var overlap: String?
     @Option(parsing: .unconditional, help: .option("norm")) var norm: String?
     @Option(parsing: .unconditional, help: .option("log-every")) var logEvery: String?
     @Option(parsing: .unconditional, help: .option("task")) var task: String?

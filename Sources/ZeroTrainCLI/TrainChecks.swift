@@ -54,7 +54,9 @@ func checkMemory(_ c: TrainingConfig, simulatedRanks: Int?) throws {
             model: gpt, ranks: ranks, stage: c.stage.rawValue, microBatch: c.microBatch, sequenceLength: c.seqLen,
             accumulationSteps: (try? c.accumulationSteps(ranks: ranks)) ?? c.gradAccum, precision: c.isBF16 ? .bf16 : .fp32,
             optimizerBytesPerParameter: try optimizerBytesPerParameter(c.optimizer.rawValue),
-            backend: simulatedRanks == nil ? .mpi : .simulated, recompute: c.recompute)
+            backend: simulatedRanks == nil ? .mpi : .simulated, recompute: c.recompute,
+            // Before MPI starts the hosts are unknown: auto counts the overlap slots where ranks outnumber this node's.
+            overlap: c.overlap.resolved(ranks: ranks, spansHosts: local < ranks))
         perRank = MemoryReport.runtimeEstimate(run, stage: c.stage.rawValue).totalBytes
     } else {
         // The MLP as the trainer builds it (vocabulary 256, hidden widths 256 and 256).
