@@ -114,6 +114,8 @@ extension Communicator {
 public final class CommTicket: @unchecked Sendable {
     public internal(set) var isDone: Bool
     public internal(set) var error: (any Error)?
+    /// When the communication thread completed it.
+    var finishedAt = ContinuousClock.now
     init() { isDone = false }
     public init(finishedWith error: (any Error)?) {
         isDone = true

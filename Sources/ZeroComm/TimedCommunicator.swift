@@ -104,7 +104,8 @@ public final class TimedCommunicator: Communicator, @unchecked Sendable {
         if !ticket.isDone {
             let start = ContinuousClock.now
             while !ticket.isDone { condition.wait() }
-            clock.waitSeconds += (ContinuousClock.now - start).seconds
+            // Up to the completion, not the wake-up: a wait is then always inside an in-flight interval.
+            clock.waitSeconds += max(0, (ticket.finishedAt - start).seconds)
         }
         let error = ticket.error
         condition.unlock()
@@ -150,10 +151,12 @@ public final class TimedCommunicator: Communicator, @unchecked Sendable {
     /// Completes a ticket (lock held).
     private func finish(_ ticket: CommTicket, _ error: (any Error)?) {
         if let error, failure == nil { failure = error }
+        let now = ContinuousClock.now
         ticket.error = error
+        ticket.finishedAt = now
         ticket.isDone = true
         pending -= 1
-        if pending == 0 { clock.inFlightSeconds += (ContinuousClock.now - busySince).seconds }
+        if pending == 0 { clock.inFlightSeconds += (now - busySince).seconds }
         condition.broadcast()
     }
 

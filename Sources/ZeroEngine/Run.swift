@@ -87,7 +87,7 @@ public func runTraining(config: TrainingConfig, communicator base: any Communica
         let size = (validation as? TokenDataset).map { "\($0.count) tokens" } ?? (validation as? FeatureDataset).map { "\($0.count) rows" } ?? ""
         log("validation: \(validation.source), \(size); \(config.evalBatches) micro-batches every \(config.evalEvery) steps")
     }
-    log("zero-train: \(config.model) (\(psi) params) | \(comm.size) ranks (\(comm.backendName)) | stage \(config.stage) | \(config.precision) | \(config.optimizer) | G=\(trainer.globalMicroBatches) micro-batches x \(config.microBatch)x\(config.rowLength) \(config.task == .lm ? "tokens" : "rows (task \(config.task), loss \(config.effectiveLoss))") per step")
+    log("zero-train: \(config.model) (\(psi) params) | \(comm.size) ranks (\(comm.backendName))\(comm.size > 1 ? " | overlap \(comm.overlaps ? "on" : "off")" : "") | stage \(config.stage) | \(config.precision) | \(config.optimizer) | G=\(trainer.globalMicroBatches) micro-batches x \(config.microBatch)x\(config.rowLength) \(config.task == .lm ? "tokens" : "rows (task \(config.task), loss \(config.effectiveLoss))") per step")
 
     // A resumed run appends: the records of earlier steps are never rewritten.
     let metrics = try comm.rank == 0 ? options.metricsPath.map { try MetricsWriter(path: $0, append: options.resume != nil) } : nil

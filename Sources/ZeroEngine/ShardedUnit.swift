@@ -154,16 +154,16 @@ public final class ShardedUnit {
         }
         let s = plan.weightSlot(of: index)
         if let owner = slots.weightOwner[s] { preconditionFailure("unit \(index): weight slot \(s) is held by unit \(owner)") }
-        slots.weightOwner[s] = index
-        residency = .unsharded
-        let compute = slots.compute.isEmpty ? nil : slots.compute[s]
-        guard plan.working == .ownedShard else { return working.fp32(0 ..< paddedCount, widenInto: compute) }
-        if gatheredSlot == nil {
+        if plan.working == .ownedShard && gatheredSlot == nil {
             guard let free = slots.freeGatheredSlot(for: index) else {
                 preconditionFailure("unit \(index): every gathered slot it may use is held (\(slots.gatheredOwner))")
             }
             startGather(into: free)
         }
+        slots.weightOwner[s] = index
+        residency = .unsharded
+        let compute = slots.compute.isEmpty ? nil : slots.compute[s]
+        guard plan.working == .ownedShard else { return working.fp32(0 ..< paddedCount, widenInto: compute) }
         if let ticket = gathering {
             gathering = nil
             try communicator.wait(ticket)

@@ -73,14 +73,15 @@ struct MultiHostTests {
         var losses: [String] = [], sha = "", failure: String? = nil
     }
 
-    @Test("2 hosts x 2 ranks give the single-host bits", arguments: [0, 1, 2, 3])
+    @Test("2 hosts x 2 ranks (overlap on) give the single-host bits (overlap off)", arguments: [0, 1, 2, 3])
     func multiHostEqualsSingleHost(stage: Int) throws {
         let single = Self.reference
         try #require(single.failure == nil, "\(single.failure ?? "")")
         let path = Rig.scratch("stage\(stage)").appendingPathComponent("m.jsonl").path
         let r = try Rig.run(hosts: 2, slots: 2, ["--stage", "\(stage)", "--steps", "3", "--metrics", path] + Self.tiny, timeout: .seconds(120))
         #expect(r.status == 0, "rig run failed: \(r.stderr)")
-        #expect(r.stdout.contains("4 ranks (mpi)"))
+        // --overlap auto: the ranks span two hosts, so collectives run on the communication thread.
+        #expect(r.stdout.contains("4 ranks (mpi) | overlap on |"))
         let multi = try Rig.metrics(path)
         #expect(multi.losses.count == 3)
         #expect(multi.losses == single.losses)

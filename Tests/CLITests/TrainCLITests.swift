@@ -44,6 +44,30 @@ import Testing
         #expect(!a.sha.isEmpty && a.sha == b.sha)
     }
 
+    /// --overlap on under mpirun (the communication thread, MPI_THREAD_SERIALIZED) gives the
+    /// blocking run's bits at every stage.
+    @Test(arguments: [0, 1, 2, 3])
+    func mpiOverlapEqualsBlocking(stage: Int) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zt-cli-overlap-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let mpiMetrics = dir.appendingPathComponent("mpi-\(stage).jsonl").path
+        let simMetrics = dir.appendingPathComponent("sim-\(stage).jsonl").path
+        let mpi = try runProcess(URL(fileURLWithPath: "/usr/bin/env"),
+                                 Self.mpirun + [zeroTrainBinary().path, "--stage", "\(stage)", "--steps", "3", "--overlap", "on",
+                                                "--metrics", mpiMetrics] + Self.tiny,
+                                 timeout: .seconds(300))
+        #expect(mpi.status == 0, "mpirun failed: \(mpi.stderr)")
+        #expect(mpi.stdout.contains("4 ranks (mpi) | overlap on |"))
+        let sim = try runProcess(zeroTrainBinary(), ["--simulate", "4", "--stage", "\(stage)", "--steps", "3", "--overlap", "off",
+                                                     "--metrics", simMetrics] + Self.tiny,
+                                 timeout: .seconds(300))
+        #expect(sim.status == 0, "simulation failed: \(sim.stderr)")
+        #expect(sim.stdout.contains("4 ranks (simulated) | overlap off |"))
+        let a = try Self.metrics(mpiMetrics), b = try Self.metrics(simMetrics)
+        #expect(a.losses.count == 3 && a.losses == b.losses)
+        #expect(!a.sha.isEmpty && a.sha == b.sha)
+    }
+
     /// OpenBLAS's thread count changes sgemm's bits, so the engine pins it (--blas-threads,
     /// default 1) whatever OPENBLAS_NUM_THREADS says: 1 rank equals 2 simulated ranks.
     @Test func blasThreadsArePinnedByTheConfig() throws {

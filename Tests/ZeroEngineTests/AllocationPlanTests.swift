@@ -44,9 +44,25 @@ import ZeroTensor
     let tiny = Partition(unitCounts: [20480, 49984, 49984, 128], ranks: 2)
     let ops = [[0], [1], [2], [3, 0]]
 
-    func plan(stage: Int, precision: PrecisionPolicy = .bf16, rank: Int = 1) -> AllocationPlan {
+    func plan(stage: Int, precision: PrecisionPolicy = .bf16, rank: Int = 1, overlap: Bool = false) -> AllocationPlan {
         AllocationPlan(partition: tiny, opUnits: ops, rank: rank, stage: StagePlan(stage: stage), precision: precision,
-                       microBatch: 2, sequenceLength: 16, accumulationSteps: 1)
+                       microBatch: 2, sequenceLength: 16, accumulationSteps: 1, overlap: overlap)
+    }
+
+    @Test func overlapAddsOneSlotInFlightAndReducesEachUnitEarly() {
+        // Every stage reduces a unit right after its last backward use, so it travels while backward goes on.
+        for s in 0...3 { #expect(plan(stage: s, overlap: true).gradientReductions == [[0], [1], [2], [3]]) }
+        // Stage 3: a prefetch slot for the next op's unit; stages 2-3: a gradient slot for a reduction in flight.
+        #expect(plan(stage: 3, overlap: true).gatheredSlotCounts == [20480, 50176, 50176])
+        #expect(plan(stage: 3, overlap: true).computeSlotCounts == [20480, 50176])
+        #expect(plan(stage: 2, overlap: true).gradientSlotCounts == [20480, 50176, 50176])
+        #expect(plan(stage: 3, overlap: true).gradientSlotCounts == [20480, 50176, 50176])
+        #expect(plan(stage: 1, overlap: true).gradientSlotCounts == [20480, 50176, 50176, 1024])
+        #expect(plan(stage: 2, overlap: true).gatheredSlotCounts.isEmpty)
+        // The report lists the extra slots: 4 bytes x 50176 of gradient, 2 x 50176 of bf16 prefetch.
+        let extra = plan(stage: 3, overlap: true).buffers(optimizerStateBytesPerElement: 8, activationBytes: 0).filter { $0.name.contains("--overlap") }
+        #expect(extra.map(\.bytes) == [4 * 50176, 2 * 50176])
+        #expect(plan(stage: 3).buffers(optimizerStateBytesPerElement: 8, activationBytes: 0).allSatisfy { !$0.name.contains("--overlap") })
     }
 
     @Test func scheduleIsTheStage() {

@@ -33,7 +33,7 @@ import ZeroEngine
         #expect(before.isSubset(of: Set(object.keys)))
         #expect(Set(object.keys).subtracting(before) == ["logEvery", "l1", "l2", "valFraction", "evalEvery", "evalBatches", "recompute",
                                                             "task", "labelSmoothing", "focalGamma", "focalAlpha", "temperature", "margin", "dropout", "norm",
-                                                            "lbfgsHistory", "lineSearch", "lbfgsIterations"])
+                                                            "lbfgsHistory", "lineSearch", "lbfgsIterations", "overlap"])
         #expect(object["model"] as? String == "gpt-small" && object["stage"] as? Int == 2 && object["schedule"] as? String == "warmup_cosine")
         // Unset optionals are omitted, as before; a manifest without the added keys still decodes.
         let plain = try JSONSerialization.jsonObject(with: TrainingConfig().canonicalJSON()) as! [String: Any]
