@@ -10,6 +10,9 @@ public struct CommTiming: Sendable, Equatable {
     public var waitSeconds = 0.0
     /// Collectives issued.
     public var calls = 0
+    /// CPU time of the communication thread (0 without overlap, where collectives run on
+    /// the rank's own thread): what overlapping costs the cores compute runs on.
+    public var threadCPUSeconds = 0.0
     public init() {}
 
     /// The time spent between `earlier` and `self`.
@@ -18,6 +21,7 @@ public struct CommTiming: Sendable, Equatable {
         d.inFlightSeconds = inFlightSeconds - earlier.inFlightSeconds
         d.waitSeconds = waitSeconds - earlier.waitSeconds
         d.calls = calls - earlier.calls
+        d.threadCPUSeconds = threadCPUSeconds - earlier.threadCPUSeconds
         return d
     }
 }
@@ -138,6 +142,7 @@ public final class TimedCommunicator: Communicator, @unchecked Sendable {
                 do { try job.run(base) } catch let e { error = e }
                 condition.lock()
             }
+            clock.threadCPUSeconds = threadCPUTime()
             finish(job.ticket, error)
         }
         for job in queue[head...] { finish(job.ticket, failure ?? CommunicatorError("rank \(rank): collective not started: the communicator was closed")) }
@@ -146,6 +151,13 @@ public final class TimedCommunicator: Communicator, @unchecked Sendable {
         threadRunning = false
         condition.broadcast()
         condition.unlock()
+    }
+
+    /// CPU seconds the calling thread has used.
+    private func threadCPUTime() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
     /// Completes a ticket (lock held).

@@ -210,7 +210,7 @@ func loadTokenData(_ config: TrainingConfig) throws -> (train: TokenDataset, val
 /// This rank's compute and communication time for one step, as metrics fields.
 func stepTimingFields(_ comm: CommTiming, computeSeconds: Double) -> [(String, String)] {
     [("compute_seconds", jsonNumber(computeSeconds)), ("comm_seconds", jsonNumber(comm.inFlightSeconds)),
-     ("comm_wait_seconds", jsonNumber(comm.waitSeconds))]
+     ("comm_wait_seconds", jsonNumber(comm.waitSeconds)), ("comm_thread_cpu_seconds", jsonNumber(comm.threadCPUSeconds))]
 }
 
 /// Ranks must agree on what to run (a mismatch hangs ZeRO-3 elsewhere): rank 0's

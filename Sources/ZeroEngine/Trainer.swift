@@ -28,7 +28,9 @@ public final class Trainer {
     /// One per parameter unit, in layout order.
     public private(set) var units: [ShardedUnit] = []
     let slots: UnitSlots
-    /// Units whose micro-batch gradient reduction is issued and not yet completed, oldest first.
+    /// Units whose finished micro-batch gradient waits to be issued, and those whose
+    /// reduction is issued and not yet completed, oldest first.
+    var toReduce: [Int] = []
     var reducing: [Int] = []
     let tokens: FlatBuffer<Int32>
     let targets: FlatBuffer<Int32>

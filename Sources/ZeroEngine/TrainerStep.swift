@@ -68,37 +68,63 @@ extension Trainer {
 
     /// The forward of ops 0...last over the loaded micro-batch, each op's units unsharded
     /// (at stage 3 with overlap, the next op's gather is issued before the op computes).
-    func forwardThrough(op last: Int) throws {
+    /// `keepingLast` leaves the last op's units unsharded and returns their weights (for its
+    /// backward, which comes next); `thenPrefetch` is the op whose gather the last op issues.
+    @discardableResult
+    func forwardThrough(op last: Int, keepingLast: Bool = false, thenPrefetch after: Int? = nil) throws -> [UnsafeBufferPointer<Float>?]? {
         for op in 0...last {
-            try model.forward(op: op, weights: unshard(op: op, next: op < last ? op + 1 : nil))
+            let weights = try unshard(op: op, next: op < last ? op + 1 : after)
+            try model.forward(op: op, weights: weights)
+            if op == last && keepingLast { return weights }
             reshard(op: op)
         }
+        return nil
     }
 
     /// Forward and backward of micro-batch g = a * ranks + rank; returns its loss.
     /// `beforeBackward` runs between the two (the global-batch InfoNCE sets its output gradient there).
     ///
-    /// A unit's gradient reduction is issued right after its last backward op and completed
-    /// only when its slot or its sum is needed (`claimGradientSlot`, `completeReductions`),
-    /// so with overlap it runs while backward goes on with earlier ops.
+    /// A unit's gradient reduction is issued once its last backward op is done (after the
+    /// next op's gathers, `issueReductions`) and completed only when its slot or its sum is
+    /// needed (`claimGradientSlot`, `completeReductions`), so with overlap it runs while
+    /// backward goes on with earlier ops.
     func microBatch(accumulationStep a: Int, beforeBackward: () -> Void = {}) throws -> Float {
-        let loss = try forward(microBatch: a * ranks + rank, of: step, in: dataset)
+        try load(microBatch: a * ranks + rank, of: step, in: dataset)
+        // Stage 3 with overlap: the last op's backward follows its forward at once, so its
+        // units stay gathered (one all-gather less per micro-batch) and the gather of the op
+        // before it is issued during the last op's forward.
+        let last = opUnits.count - 1
+        let keep = allocation.overlap && allocation.weightGather == .beforeEachOp
+        var kept = try forwardThrough(op: last, keepingLast: keep, thenPrefetch: keep && last > 0 ? last - 1 : nil)
+        let loss = model.loss
         beforeBackward()
         for op in opUnits.indices.reversed() {
             for u in allocation.gradientStarts[op] { try claimGradientSlot(for: u) }
-            try model.backward(op: op, weights: unshard(op: op, next: op > 0 ? op - 1 : nil), gradients: gradients(op: op))
+            let weights = try kept ?? unshard(op: op, next: op > 0 ? op - 1 : nil)
+            kept = nil
+            try model.backward(op: op, weights: weights, gradients: gradients(op: op))
             reshard(op: op)
-            for u in allocation.gradientReductions[op] {
-                units[u].startGradientReduction()
-                reducing.append(u)
-            }
+            toReduce += allocation.gradientReductions[op]
         }
         return loss
+    }
+
+    /// Issues the reductions of gradients that are finished. At stage 3 they wait for the
+    /// next gathers to be issued first (`unshard(op:next:)` calls this after them): the op
+    /// about to compute needs its weights before anyone needs these sums. Every rank issues
+    /// in this same order; a gradient slot claim or the step's end issues what is left.
+    func issueReductions() {
+        for u in toReduce {
+            units[u].startGradientReduction()
+            reducing.append(u)
+        }
+        toReduce.removeAll(keepingCapacity: true)
     }
 
     /// Begins unit u's micro-batch gradient once a slot is free: its own previous reduction
     /// and, while every slot it may use is still reducing, the oldest reductions complete first.
     func claimGradientSlot(for u: Int) throws {
+        issueReductions()
         if units[u].isReducing { try completeReduction(of: u) }
         while slots.freeGradientSlot(for: u) == nil {
             guard let oldest = reducing.first else { preconditionFailure("unit \(u): no gradient slot and no reduction to wait for") }
@@ -114,6 +140,7 @@ extension Trainer {
 
     /// Completes every reduction in flight (before the step's sums are read).
     func completeReductions() throws {
+        issueReductions()
         while let u = reducing.first { try completeReduction(of: u) }
     }
 
@@ -122,12 +149,21 @@ extension Trainer {
     /// before this op's gathers are waited for: a prefetch that runs while op computes.
     func unshard(op: Int, next: Int? = nil) throws -> [UnsafeBufferPointer<Float>?] {
         if allocation.weightGather == .beforeEachOp {
-            for u in opUnits[op] where !units[u].isGathered { startGather(u) }
+            var gathers = 0
+            for u in opUnits[op] where !units[u].isGathered {
+                startGather(u)
+                gathers += 1
+            }
             if allocation.overlap, let next {
                 for u in opUnits[next] where !units[u].isGathered && !opUnits[op].contains(u) {
-                    if let s = slots.freeGatheredSlot(for: u) { units[u].startGather(into: s) }
+                    guard let s = slots.freeGatheredSlot(for: u) else { continue }
+                    units[u].startGather(into: s)
+                    gathers += 1
                 }
             }
+            // Finished gradients go after the gathers that compute waits for first; an op that
+            // gathers nothing (its weights came early) leaves them for the next one that does.
+            if gathers > 0 { issueReductions() }
         }
         var weights = [UnsafeBufferPointer<Float>?](repeating: nil, count: units.count)
         for u in opUnits[op] { weights[u] = try units[u].unshard() }

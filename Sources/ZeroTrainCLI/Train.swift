@@ -85,6 +85,8 @@ struct Train: ParsableCommand {
     @Option(help: "Read settings from a JSON file (our keys, listed in docs/configuration.md, or a DeepSpeed config); flags override it.")
     var config: String?
     @Option(parsing: .unconditional, help: "Run N ranks as threads in this process (no MPI), 1 to 1024.") var simulate: String?
+    @Option(parsing: .unconditional, help: "With --simulate: put each rank behind a link of this rate each way (10gbit, 1gbit, 200mbit): every collective then holds its rank for the bytes it sent over the rate, a sleep that costs no CPU. Measures the step's overlap schedule (with --overlap on) apart from the network stack's CPU cost (docs/performance.md).")
+    var simulateLink: String?
     @Flag(help: "On --resume, continue even though an option that changes the math, or the data, differs from the checkpoint's.")
     var allowConfigChange = false
 
@@ -152,6 +154,10 @@ struct Train: ParsableCommand {
             c = try buildConfig(ranks: ranks ?? Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? "") ?? 1)
             try checkRunFits(c, simulatedRanks: ranks)
             if let n = ranks { try SimulationMemory.check(c, ranks: n) }
+            if let text = simulateLink {
+                guard ranks != nil else { throw ConfigError("--simulate-link needs --simulate N (under mpirun the network is real)") }
+                guard parseLinkRate(text) != nil else { throw ConfigError("--simulate-link must be a rate such as 10gbit, 1gbit or 200mbit, not '\(text)'") }
+            }
             guard sampleEvery >= 0, sampleTokens >= 0 else { throw ConfigError("--sample-every and --sample-tokens must be >= 0") }
         } catch { fail(error) }
         var options = RunOptions()
@@ -163,8 +169,10 @@ struct Train: ParsableCommand {
         options.sampleTokens = sampleTokens
         options.log = { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
         let runOptions = options
+        let link = simulateLink.flatMap(parseLinkRate)
         runOnRanks(simulate: ranks, timeout: c.timeout) { comm in
-            _ = try runTraining(config: c, communicator: comm, options: runOptions)
+            let linked: any Communicator = link.map { SimulatedLink(comm, bytesPerSecond: $0) } ?? comm
+            _ = try runTraining(config: c, communicator: linked, options: runOptions)
         }
     }
 }

@@ -169,7 +169,7 @@ import ZeroEngine
         }
         let flags = Set(help.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "[" || $0 == "]" })
             .filter { $0.hasPrefix("--") }.map { String($0.dropFirst(2)).trimmingCharacters(in: .punctuationCharacters) })
-        let runOnly: Set = ["resume", "metrics", "config", "simulate", "allow-config-change", "help", "version", "",
+        let runOnly: Set = ["resume", "metrics", "config", "simulate", "simulate-link", "allow-config-change", "help", "version", "",
                            "n-layer", "n-head", "n-embd", "block-size", "vocab-size", "sample-every", "sample-prompt", "sample-tokens"]
         let known = Set(TrainingOption.all.map(\.flag)).union(runOnly)
         #expect(flags.subtracting(known).isEmpty, "flags in --help but not in the table: \(flags.subtracting(known).sorted())")

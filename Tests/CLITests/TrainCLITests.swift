@@ -68,6 +68,21 @@ import Testing
         #expect(!a.sha.isEmpty && a.sha == b.sha)
     }
 
+    /// --simulate-link only delays collectives: the bits are the plain simulation's. Bad uses
+    /// get one line.
+    @Test func simulatedLinkKeepsTheBits() throws {
+        let args = ["--simulate", "2", "--stage", "3", "--steps", "2", "--log-every", "0"] + Self.tiny
+        let plain = try runProcess(zeroTrainBinary(), args, timeout: .seconds(120))
+        let linked = try runProcess(zeroTrainBinary(), args + ["--simulate-link", "10gbit", "--overlap", "on"], timeout: .seconds(120))
+        #expect(plain.status == 0 && linked.status == 0, "\(plain.stderr) \(linked.stderr)")
+        let sha = { (s: String) in s.split(separator: "\n").first { $0.contains("params_sha256") }.map(String.init) }
+        #expect(sha(plain.stdout) != nil && sha(plain.stdout) == sha(linked.stdout))
+        for (bad, message) in [(["--simulate-link", "1gbit"], "needs --simulate"), (["--simulate", "2", "--simulate-link", "fast"], "must be a rate")] {
+            let r = try runProcess(zeroTrainBinary(), bad + Self.tiny + ["--steps", "1"], timeout: .seconds(60))
+            #expect(r.status == 1 && r.stderr.contains(message) && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+        }
+    }
+
     /// OpenBLAS's thread count changes sgemm's bits, so the engine pins it (--blas-threads,
     /// default 1) whatever OPENBLAS_NUM_THREADS says: 1 rank equals 2 simulated ranks.
     @Test func blasThreadsArePinnedByTheConfig() throws {
