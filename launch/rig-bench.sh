@@ -5,13 +5,15 @@
 # communication-alone estimate.
 # Usage (root): launch/rig-bench.sh [--rates "none 10gbit 1gbit 200mbit"] [--stages "2 3"]
 #               [--overlap "off on"] [--steps 6] [--hosts 2] [--global-micro-batches 4]
-#               [--model gpt-small] [-- EXTRA zero-train ARGS]
+#               [--model gpt-small] [--simulated] [-- EXTRA zero-train ARGS]
+# --simulated: the same table from HOSTS simulated ranks behind `--simulate-link RATE` (a
+# sleep per collective, no network stack, no root needed); "alone" is then bytes / rate.
 # Prints one table row per (rate, stage, overlap); medians over the steps after the first
 # two. "c. alone" (compute alone) is the overlap-off run's compute (step - wait) at that
 # rate and stage: the step's own work with no communication overlapped into it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rates="10gbit 1gbit 200mbit" stages="2 3" overlaps="off on" steps=6 hosts=2 micro=4 model=gpt-small
+rates="10gbit 1gbit 200mbit" stages="2 3" overlaps="off on" steps=6 hosts=2 micro=4 model=gpt-small simulated=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --rates) rates="$2"; shift 2 ;;
@@ -21,6 +23,7 @@ while [ $# -gt 0 ]; do
         --hosts) hosts="$2"; shift 2 ;;
         --global-micro-batches) micro="$2"; shift 2 ;;
         --model) model="$2"; shift 2 ;;
+        --simulated) simulated=1; shift ;;
         --) shift; break ;;
         *) echo "rig-bench.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
@@ -34,14 +37,26 @@ printf '%-8s %-5s %-7s %7s %9s %7s %9s %7s %8s %8s %13s %14s\n' rate stage overl
     "alone s" "c. alone" "MB/step" "step/max(c,a)" "step/max(c1,a)"
 for rate in $rates; do
     shaping=(--rate "$rate"); [ "$rate" = none ] && shaping=()   # none: unshaped veth
-    launch/local-cluster.sh --hosts "$hosts" --slots 1 "${shaping[@]}" -- "$bin" bench comm --sizes 2M --iterations 5 --json \
-        > "$out/comm-$rate.json" 2>/dev/null
+    if [ "$simulated" -eq 1 ]; then
+        bits=$(awk -v r="$rate" 'BEGIN { n = r + 0; u = r; sub(/^[0-9.]+/, "", u)
+            m = (u == "kbit") ? 1e3 : (u == "mbit") ? 1e6 : (u == "gbit") ? 1e9 : 1; printf "%.0f", n * m }')
+        for k in all_gather reduce_scatter all_reduce; do
+            echo "{\"backend\": \"zero\", \"collective\": \"$k\", \"busbw_gbps\": $(awk -v b="$bits" 'BEGIN { print b / 8e9 }')}"
+        done > "$out/comm-$rate.json"
+    else
+        launch/local-cluster.sh --hosts "$hosts" --slots 1 "${shaping[@]}" -- "$bin" bench comm --sizes 2M --iterations 5 --json \
+            > "$out/comm-$rate.json" 2>/dev/null
+    fi
     for stage in $stages; do
         rm -f "$out/alone"
         for overlap in $overlaps; do
-            launch/local-cluster.sh --hosts "$hosts" --slots 1 "${shaping[@]}" -- "$bin" --model "$model" --stage "$stage" \
-                --steps "$steps" --global-micro-batches "$micro" --log-every 0 --overlap "$overlap" \
-                --metrics "$out/m.jsonl" "$@" > /dev/null
+            job=(--model "$model" --stage "$stage" --steps "$steps" --global-micro-batches "$micro" --log-every 0
+                 --overlap "$overlap" --metrics "$out/m.jsonl" "$@")
+            if [ "$simulated" -eq 1 ]; then
+                "$bin" --simulate "$hosts" --simulate-link "$rate" "${job[@]}" > /dev/null
+            else
+                launch/local-cluster.sh --hosts "$hosts" --slots 1 "${shaping[@]}" -- "$bin" "${job[@]}" > /dev/null
+            fi
             python3 - "$out/m.jsonl" "$out/comm-$rate.json" "$rate" "$stage" "$overlap" "$out/alone" <<'EOF'
 import json, os, statistics, sys
 metrics, bench_file, rate, stage, overlap, alone_file = sys.argv[1:7]
