@@ -94,6 +94,8 @@ public final class ShardedUnit {
     private var gradientSlot: Int?
     /// The reduction in flight and the accumulator input it writes.
     private var reduction: (ticket: CommTicket, output: FlatBuffer<Float>)?
+    /// Stages 1-2: the all-gather of the updated shards into the working replica, in flight.
+    private var refreshing: CommTicket?
     /// Coupled penalties (`--l1`, `--l2`) added to the averaged gradient before the optimizer
     /// step, on `regularizedSegments` (master-range coordinates: the decaying tensors).
     public var regularization = CoupledRegularization()
@@ -120,7 +122,7 @@ public final class ShardedUnit {
 
     /// Sets master and working weights from the unit's full padded values.
     public func load(fullValues: UnsafeBufferPointer<Float>) {
-        precondition(residency == .sharded && phase == .accumulating(reduced: 0), "unit \(index): load during a step (\(phase))")
+        precondition(residency == .sharded && phase == .accumulating(reduced: 0) && refreshing == nil, "unit \(index): load during a step (\(phase))")
         precondition(fullValues.count == paddedCount)
         _ = master.pointer.update(fromContentsOf: fullValues[plan.range(plan.master, unit: index)])
         working.write(UnsafeBufferPointer(rebasing: fullValues[plan.range(plan.working, unit: index)]))
@@ -148,6 +150,7 @@ public final class ShardedUnit {
     /// working weights into the slot's compute copy.
     public func unshard() throws -> UnsafeBufferPointer<Float> {
         precondition(residency == .sharded, "unit \(index): unshard while already unsharded")
+        try completeRefresh()
         switch phase {
         case .accumulating, .gradientLive, .reducing: break
         default: preconditionFailure("unit \(index): unshard with the working replica not refreshed (\(phase))")
@@ -268,6 +271,7 @@ public final class ShardedUnit {
     /// (by the fused kernel's bf16 output, or copied).
     public func step(_ context: StepContext) throws {
         guard phase == .averaged, let sum else { preconditionFailure("unit \(index): step in phase \(phase)") }
+        try completeRefresh()
         try regularization.apply(to: sum.pointer, params: master.pointer, segments: regularizedSegments)
         let range = plan.updatedWorkingRange(unit: index)
         try optimizer.step(master: master.pointer, gradient: sum.readOnly, working: working.optimizerOutput(range), context: context)
@@ -281,16 +285,29 @@ public final class ShardedUnit {
         recycleSum()
     }
 
-    /// Brings the working replica up to date after `step`: stages 1-2 all-gather every rank's
-    /// updated shard (copied out first: the own chunk of the output is the input's home).
+    /// Brings the working replica up to date after `step`: stages 1-2 issue the all-gather of
+    /// every rank's updated shard (copied out first, inside the issued call: the own chunk of
+    /// the output is the input's home, and issued calls run one at a time, so one source
+    /// buffer serves every unit). The next `unshard` waits for it, so with overlap the gather
+    /// runs during the other units' optimizer steps and the next forward's first ops.
     public func refreshWorkingReplica() throws {
         precondition(phase == .stepped, "unit \(index): refresh in phase \(phase)")
         if plan.weightGather == .afterUpdate {
             let range = plan.updatedWorkingRange(unit: index)
-            slots.gatherSource.copy(from: working, range)
-            try working.allGather(slots.gatherSource, 0 ..< range.count, counts: shardCounts, communicator: communicator)
+            let source = slots.gatherSource, working = self.working, counts = shardCounts
+            refreshing = communicator.issue { comm in
+                source.copy(from: working, range)
+                try working.allGather(source, 0 ..< range.count, counts: counts, communicator: comm)
+            }
         }
         recycleSum()
+    }
+
+    /// Waits for the refresh all-gather, if one is in flight: the working replica is whole again.
+    public func completeRefresh() throws {
+        guard let ticket = refreshing else { return }
+        refreshing = nil
+        try communicator.wait(ticket)
     }
 
     private func recycleSum() {
