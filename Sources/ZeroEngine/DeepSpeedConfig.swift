@@ -32,7 +32,7 @@ struct DeepSpeedConfig {
     /// zero_optimization keys that only tune communication buffers or placement: any value
     /// (including "auto") gives the same numbers in DeepSpeed, and zero-train's schedule is fixed.
     static let performanceKeys: Set<String> = [
-        "contiguous_gradients", "overlap_comm", "reduce_scatter", "allgather_partitions", "allgather_bucket_size",
+        "contiguous_gradients", "reduce_scatter", "allgather_partitions", "allgather_bucket_size",
         "reduce_bucket_size", "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold",
         "stage3_max_live_parameters", "stage3_max_reuse_distance", "sub_group_size", "round_robin_gradients",
         "stage3_gather_16bit_weights_on_model_save", "gather_16bit_weights_on_model_save", "elastic_checkpoint",
@@ -124,6 +124,13 @@ struct DeepSpeedConfig {
             for (k, v) in s.sorted(by: { $0.key < $1.key }) {
                 switch k {
                 case "stage": set("stage", v, "zero_optimization.stage")
+                case "overlap_comm":
+                    // DeepSpeed's switch for overlapping reduction (and stage-3 prefetch) with compute.
+                    switch v {
+                    case .bool(let on): c.overlap = on ? .on : .off
+                    case .string("auto"): break
+                    default: problems.append("'zero_optimization.overlap_comm' must be true, false or \"auto\", not \(v.text)")
+                    }
                 case "offload_optimizer", "offload_param":
                     // Everything already lives in host memory: "cpu" and "none" change nothing.
                     guard let o = section(v, "zero_optimization.\(k)") else { continue }

@@ -28,6 +28,15 @@ import ZeroOptim
         #expect(ours.model.rawValue == "gpt-tiny" && ours.seqLen == 16 && ours.steps == 7)
     }
 
+    @Test func overlapCommIsTheOverlapSwitch() throws {
+        let base = #""train_micro_batch_size_per_gpu": 1"#
+        #expect(try apply(#"{\#(base), "zero_optimization": {"overlap_comm": true}}"#).overlap == .on)
+        #expect(try apply(#"{\#(base), "zero_optimization": {"overlap_comm": false}}"#).overlap == .off)
+        #expect(try apply(#"{\#(base), "zero_optimization": {"overlap_comm": "auto"}}"#).overlap == .auto)
+        #expect(try apply(#"{\#(base)}"#).overlap == .auto)
+        #expect(refusal(#"{\#(base), "zero_optimization": {"overlap_comm": 3}}"#)?.contains("overlap_comm' must be true, false") == true)
+    }
+
     @Test func adamIsAdamWUnlessAdamWModeIsFalse() throws {
         let base = #""train_micro_batch_size_per_gpu": 1"#
         let adam = try apply(#"{\#(base), "optimizer": {"type": "Adam"}}"#)
