@@ -105,14 +105,16 @@ extension Trainer {
             try model.backward(op: op, weights: weights, gradients: gradients(op: op))
             reshard(op: op)
             toReduce += allocation.gradientReductions[op]
+            // Without per-op gathers there is nothing to let ahead: reduce at once.
+            if allocation.weightGather != .beforeEachOp { issueReductions() }
         }
         return loss
     }
 
-    /// Issues the reductions of gradients that are finished. At stage 3 they wait for the
-    /// next gathers to be issued first (`unshard(op:next:)` calls this after them): the op
-    /// about to compute needs its weights before anyone needs these sums. Every rank issues
-    /// in this same order; a gradient slot claim or the step's end issues what is left.
+    /// Issues the reductions of gradients that are finished: at once at stages 0-2, and at
+    /// stage 3 after the next gathers (`unshard(op:next:)` calls this after them), since the
+    /// op about to compute needs its weights before anyone needs these sums. Every rank
+    /// issues in this same order; a gradient slot claim or the step's end issues what is left.
     func issueReductions() {
         for u in toReduce {
             units[u].startGradientReduction()
