@@ -133,16 +133,19 @@ public final class ShardedUnit {
     /// Stage 3: whether the unit's gather has been started (a prefetch) and not yet released.
     public var isGathered: Bool { gatheredSlot != nil }
 
-    /// Stage 3: starts the all-gather of the unit's shards into gathered slot `s` (free, and
-    /// one the unit may use); `unshard` waits for it. Issued ahead of the op, it is a prefetch.
-    public func startGather(into s: Int) {
+    /// Stage 3: starts the all-gather of the unit's shards into a free gathered slot it may
+    /// use, and returns true; false (nothing started) while every such slot is held.
+    /// `unshard` waits for it. Issued ahead of the op, it is a prefetch.
+    @discardableResult
+    public func startGather() -> Bool {
         precondition(plan.working == .ownedShard, "unit \(index): gather at a stage with full working weights")
         precondition(residency == .sharded && gatheredSlot == nil, "unit \(index): gather started twice")
-        if let owner = slots.gatheredOwner[s] { preconditionFailure("unit \(index): gathered slot \(s) is held by unit \(owner)") }
+        guard let s = slots.freeGatheredSlot(for: index) else { return false }
         slots.gatheredOwner[s] = index
         gatheredSlot = s
         let gathered = slots.gathered[s], working = self.working, counts = shardCounts
         gathering = communicator.issue { try gathered.allGather(working, 0 ..< working.count, counts: counts, communicator: $0) }
+        return true
     }
 
     /// Makes the full fp32 weights resident for one op: waits for (or, without a prefetch,
@@ -157,11 +160,8 @@ public final class ShardedUnit {
         }
         let s = plan.weightSlot(of: index)
         if let owner = slots.weightOwner[s] { preconditionFailure("unit \(index): weight slot \(s) is held by unit \(owner)") }
-        if plan.working == .ownedShard && gatheredSlot == nil {
-            guard let free = slots.freeGatheredSlot(for: index) else {
-                preconditionFailure("unit \(index): every gathered slot it may use is held (\(slots.gatheredOwner))")
-            }
-            startGather(into: free)
+        if plan.working == .ownedShard && gatheredSlot == nil && !startGather() {
+            preconditionFailure("unit \(index): every gathered slot it may use is held (\(slots.gatheredOwner))")
         }
         slots.weightOwner[s] = index
         residency = .unsharded

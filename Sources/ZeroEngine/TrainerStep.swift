@@ -153,13 +153,11 @@ extension Trainer {
         if allocation.weightGather == .beforeEachOp {
             var gathers = 0
             for u in opUnits[op] where !units[u].isGathered {
-                startGather(u)
+                guard units[u].startGather() else { preconditionFailure("unit \(u): no free gathered slot") }
                 gathers += 1
             }
             if allocation.overlap, let next {
-                for u in opUnits[next] where !units[u].isGathered && !opUnits[op].contains(u) {
-                    guard let s = slots.freeGatheredSlot(for: u) else { continue }
-                    units[u].startGather(into: s)
+                for u in opUnits[next] where !units[u].isGathered && !opUnits[op].contains(u) && units[u].startGather() {
                     gathers += 1
                 }
             }
@@ -170,11 +168,6 @@ extension Trainer {
         var weights = [UnsafeBufferPointer<Float>?](repeating: nil, count: units.count)
         for u in opUnits[op] { weights[u] = try units[u].unshard() }
         return weights
-    }
-
-    private func startGather(_ u: Int) {
-        guard let s = slots.freeGatheredSlot(for: u) else { preconditionFailure("unit \(u): no free gathered slot") }
-        units[u].startGather(into: s)
     }
 
     func reshard(op: Int) { for u in opUnits[op] { units[u].reshard() } }

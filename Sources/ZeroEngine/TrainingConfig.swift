@@ -86,7 +86,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var focalAlpha = 0.25
     public var temperature = 0.5
     public var margin = 1.0
-    /// Dropout on the feature MLP's hidden activations (0: none).
+    /// Dropout on the mlp model's hidden activations, token and feature MLP (0: none).
     public var dropout = 0.0
 
     public init() {}
